@@ -12,12 +12,13 @@ BOOK_FLAGS := -W -n --keep-going --all
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml scripts/perf_analyzer_env.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m pip install -q "$(TORCH_SPEC)" || echo "note: $(TORCH_SPEC) not installed; PyTorch comparisons will be skipped"
+	$(PY) scripts/perf_analyzer_env.py setup || echo "note: perf_analyzer not set up; its smoke tests will be skipped"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -4,6 +4,8 @@ Commands:
 
 * ``student SRC... --out DIR``: write student copies of solution notebooks (solutions replaced by stubs
   that raise ``NotImplementedError``, outputs cleared).
+* ``serve [--model-repository DIR] [--http-port N] [--host H]``: run the Triton-style inference server
+  (KServe v2 over HTTP) on a model repository, by default the example one shipped in the package.
 
 Each command is one ``_add_<name>(subparsers)`` function that registers its parser and sets
 ``handler``, a function ``(args) -> exit status``; a new command (e.g. ``serve``) adds one more such
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 PROG = "python -m mlsys_lab"
 
@@ -55,8 +58,62 @@ def _add_student(subparsers) -> None:
     p.set_defaults(handler=_run_student)
 
 
+def _resource(text: str) -> tuple[str, int]:
+    name, sep, count = text.rpartition(":")
+    if not sep or not name or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME:COUNT (e.g. R1:4), got {text!r}")
+    return name, int(count)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .serving.server import DEFAULT_MODEL_REPOSITORY, serve
+
+    repo = args.model_repository or DEFAULT_MODEL_REPOSITORY
+    if not repo.is_dir():
+        raise CommandError(f"model repository {repo} is not a folder")
+    if not 0 <= args.http_port <= 65535:
+        raise CommandError(f"--http-port must lie in 0..65535, got {args.http_port}")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return serve(repo, host=args.host, port=args.http_port, models=args.load_model or None,
+                 rate_limit=args.rate_limit, rate_limit_resources=dict(args.rate_limit_resource or []),
+                 max_body_size=args.http_max_input_size, exit_on_error=args.exit_on_error,
+                 echo=lambda line: print(line, flush=True))
+
+
+def _add_serve(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the inference server (KServe v2 over HTTP)",
+        description=(
+            "Serve a Triton-style model repository over HTTP with the KServe v2 protocol, so that "
+            "tritonclient and perf_analyzer can use it. Logs the models it loaded; stops on SIGINT or "
+            "SIGTERM after answering the requests it had accepted."
+        ),
+    )
+    p.add_argument("--model-repository", type=Path, default=None, metavar="DIR",
+                   help="model repository (default: the example repository shipped in the package)")
+    p.add_argument("--http-port", type=int, default=8000, metavar="N", help="port to listen on (default 8000; "
+                   "0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--load-model", action="append", metavar="NAME",
+                   help="load only this model (repeatable; an ensemble brings the models it uses)")
+    p.add_argument("--rate-limit", choices=["off", "execution_count"], default="off",
+                   help="rate limiter mode (default off)")
+    p.add_argument("--rate-limit-resource", action="append", type=_resource, metavar="NAME:COUNT",
+                   help="how many of a rate-limiter resource the server has (repeatable)")
+    p.add_argument("--http-max-input-size", type=int, default=None, metavar="BYTES",
+                   help="largest request body accepted (default 64 MiB)")
+    p.add_argument("--no-exit-on-error", dest="exit_on_error", action="store_false",
+                   help="keep serving the other models when one fails to load")
+    p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
+    p.set_defaults(handler=_run_serve)
+
+
 #: One registration function per command, in the order ``--help`` lists them.
-COMMANDS = [_add_student]
+COMMANDS = [_add_student, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
