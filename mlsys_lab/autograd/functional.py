@@ -55,7 +55,8 @@ def softmax(x, axis: int = -1) -> Tensor:
     x = _tensor(x)
     a = _single_axis(axis, x.ndim, "softmax")
     if a is None:
-        return make_op(np.ones_like(x.data), (x,), lambda g: (np.zeros_like(g),), "softmax")
+        return make_op(np.ones_like(x.data), (x,), lambda g: (np.zeros_like(g),), "softmax",
+                       (("axis", a),))
     e = np.exp(x.data - x.data.max(axis=a, keepdims=True))
     y = e / e.sum(axis=a, keepdims=True)
 
@@ -63,7 +64,7 @@ def softmax(x, axis: int = -1) -> Tensor:
         yg = y * g
         return (yg - y * yg.sum(axis=a, keepdims=True),)
 
-    return make_op(y, (x,), backward, "softmax")
+    return make_op(y, (x,), backward, "softmax", (("axis", a),))
 
 
 def log_softmax(x, axis: int = -1) -> Tensor:
@@ -75,14 +76,15 @@ def log_softmax(x, axis: int = -1) -> Tensor:
     x = _tensor(x)
     a = _single_axis(axis, x.ndim, "log_softmax")
     if a is None:
-        return make_op(np.zeros_like(x.data), (x,), lambda g: (np.zeros_like(g),), "log_softmax")
+        return make_op(np.zeros_like(x.data), (x,), lambda g: (np.zeros_like(g),), "log_softmax",
+                       (("axis", a),))
     shifted = x.data - x.data.max(axis=a, keepdims=True)
     out = shifted - np.log(np.exp(shifted).sum(axis=a, keepdims=True))
 
     def backward(g):
         return (g - np.exp(out) * g.sum(axis=a, keepdims=True),)
 
-    return make_op(out, (x,), backward, "log_softmax")
+    return make_op(out, (x,), backward, "log_softmax", (("axis", a),))
 
 
 def _check_targets(logits: np.ndarray, targets, op: str) -> np.ndarray:
@@ -161,7 +163,8 @@ def cross_entropy(logits, targets, reduction: str = "mean") -> Tensor:
         d *= dloss(g)
         return (unrows(d),)
 
-    return make_op(out.astype(x.dtype, copy=False), (logits,), backward, "cross_entropy")
+    return make_op(out.astype(x.dtype, copy=False), (logits,), backward, "cross_entropy",
+                   (("targets", t), ("reduction", reduction)))
 
 
 def nll_loss(log_probs, targets, reduction: str = "mean") -> Tensor:
@@ -179,7 +182,8 @@ def nll_loss(log_probs, targets, reduction: str = "mean") -> Tensor:
         d *= dloss(g)
         return (unrows(d),)
 
-    return make_op(out.astype(x.dtype, copy=False), (log_probs,), backward, "nll_loss")
+    return make_op(out.astype(x.dtype, copy=False), (log_probs,), backward, "nll_loss",
+                   (("targets", t), ("reduction", reduction)))
 
 
 def mse_loss(pred, target, reduction: str = "mean") -> Tensor:
@@ -303,7 +307,7 @@ def gelu(x, approximate: str = "none") -> Tensor:
 
     else:
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return make_op(out, (x,), backward, "gelu")
+    return make_op(out, (x,), backward, "gelu", (("approximate", approximate),))
 
 
 def linear(x, weight, bias=None) -> Tensor:
@@ -510,7 +514,7 @@ def einsum(subscripts: str, *operands) -> Tensor:
             grads.append(_einsum_grad(i, terms, output, g, arrays_sq, sizes).reshape(arrays[i].shape))
         return grads
 
-    return make_op(out, tensors, backward, "einsum")
+    return make_op(out, tensors, backward, "einsum", (("subscripts", subscripts),))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["Tensor", "make_op", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast"]
+__all__ = ["Tensor", "make_op", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast", "observe_ops"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -39,6 +39,40 @@ __all__ = ["Tensor", "make_op", "no_grad", "enable_grad", "is_grad_enabled", "un
 class _GradMode:
     # A module-level mutable flag, read by every op; a class attribute keeps the lookup cheap.
     enabled = True
+
+
+class _OpObserver:
+    # The function called for every op built by ``make_op`` (None: nobody is watching). A class
+    # attribute, like the grad-mode flag, so that the check in ``make_op`` costs one lookup.
+    fn = None
+
+
+class observe_ops:
+    """Context manager: call ``fn(out, inputs, name, attrs)`` after every op that ``make_op`` builds.
+
+    ``out`` is the result Tensor, ``inputs`` the tuple of input Tensors, ``name`` the op name
+    (``"add"``, ``"linear"``, ...) and ``attrs`` the op's static parameters as a tuple of
+    ``(key, value)`` pairs, or None (e.g. ``(("axis", (1,)), ("keepdims", False))`` for a sum).
+    Ops are observed whether or not they record a graph for ``backward`` (inside ``no_grad`` too).
+
+    This is a generic hook, the idea behind PyTorch's dispatch modes: the engine knows nothing about who
+    watches. A tracer uses it to turn an eager program into a graph; a profiler could count ops.
+    Observers nest: the innermost one sees the ops, and the outer one is restored on exit.
+    """
+
+    __slots__ = ("fn", "_prev")
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __enter__(self):
+        self._prev = _OpObserver.fn
+        _OpObserver.fn = self.fn
+        return self
+
+    def __exit__(self, *exc):
+        _OpObserver.fn = self._prev
+        return False
 
 
 def is_grad_enabled() -> bool:
@@ -462,7 +496,7 @@ class Tensor:
                 return (g * (2 * x),)
             return (g * (exponent * x ** (exponent - 1)),)
 
-        return make_op(out, (self,), backward, "pow")
+        return make_op(out, (self,), backward, "pow", (("exponent", exponent),))
 
     def _pow_tensor(self, other: "Tensor"):
         a, b = self.data, other.data
@@ -598,7 +632,7 @@ class Tensor:
         def backward(g):
             return (np.broadcast_to(_expand_reduced(g, axes, keepdims, x.ndim), x.shape),)
 
-        return make_op(np.asarray(out), (self,), backward, "sum")
+        return make_op(np.asarray(out), (self,), backward, "sum", (("axis", axes), ("keepdims", keepdims)))
 
     def mean(self, axis=None, keepdims: bool = False):
         """Mean over ``axis``; backward spreads the gradient evenly over the averaged elements."""
@@ -613,7 +647,7 @@ class Tensor:
             g = _expand_reduced(g, axes, keepdims, x.ndim) / count if count else g
             return (np.broadcast_to(g, x.shape).astype(x.dtype, copy=False),)
 
-        return make_op(np.asarray(out), (self,), backward, "mean")
+        return make_op(np.asarray(out), (self,), backward, "mean", (("axis", axes), ("keepdims", keepdims)))
 
     def max(self, axis=None, keepdims: bool = False):
         """Maximum over ``axis``. The gradient goes to the maximal elements, split evenly among ties
@@ -629,7 +663,8 @@ class Tensor:
             count = mask.sum(axis=axes, keepdims=True)
             return (mask * (_expand_reduced(g, axes, keepdims, x.ndim) / count),)
 
-        return make_op(out if keepdims else out.squeeze(axis=axes), (self,), backward, "max")
+        return make_op(out if keepdims else out.squeeze(axis=axes), (self,), backward, "max",
+                       (("axis", axes), ("keepdims", keepdims)))
 
     # -- shape ----------------------------------------------------------------------------------------
     def reshape(self, *shape):
@@ -641,7 +676,7 @@ class Tensor:
             out = x.reshape(shape)
         except ValueError:
             raise ValueError(f"cannot reshape a tensor of shape {x.shape} into shape {shape}") from None
-        return make_op(out, (self,), lambda g: (g.reshape(x.shape),), "reshape")
+        return make_op(out, (self,), lambda g: (g.reshape(x.shape),), "reshape", (("shape", out.shape),))
 
     def transpose(self, *axes):
         """Permute axes: ``x.transpose()`` reverses them, ``x.transpose(1, 0, 2)`` or
@@ -657,9 +692,10 @@ class Tensor:
             )
         axes = tuple(int(a) % x.ndim for a in axes)
         if axes == (1, 0):
-            return make_op(x.T, (self,), _transpose2d_backward, "transpose")
+            return make_op(x.T, (self,), _transpose2d_backward, "transpose", (("axes", (1, 0)),))
         inverse = tuple(np.argsort(axes))
-        return make_op(x.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "transpose")
+        return make_op(x.transpose(axes), (self,), lambda g: (g.transpose(inverse),), "transpose",
+                       (("axes", axes),))
 
     @property
     def T(self):
@@ -668,7 +704,7 @@ class Tensor:
         if x.ndim < 2:
             return self
         if x.ndim == 2:
-            return make_op(x.T, (self,), _transpose2d_backward, "transpose")
+            return make_op(x.T, (self,), _transpose2d_backward, "transpose", (("axes", (1, 0)),))
         return self.transpose()
 
     def __getitem__(self, index):
@@ -691,14 +727,14 @@ class Tensor:
                 np.add.at(full, index, g)
             return (full,)
 
-        return make_op(np.asarray(out), (self,), backward, "getitem")
+        return make_op(np.asarray(out), (self,), backward, "getitem", (("index", index),))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Building nodes
 # ----------------------------------------------------------------------------------------------------------
 
-def make_op(data, inputs, backward, name: str = "custom") -> Tensor:
+def make_op(data, inputs, backward, name: str = "custom", attrs=None) -> Tensor:
     """Wrap the result of a forward computation as a Tensor that knows how to send gradients back.
 
     ``data``: the result (an ndarray). ``inputs``: the Tensors it was computed from. ``backward``: a
@@ -712,6 +748,10 @@ def make_op(data, inputs, backward, name: str = "custom") -> Tensor:
 
     Recording happens only if grad mode is on and some input requires a gradient; otherwise the result is
     a plain leaf and ``backward`` is dropped, which is what makes ``no_grad()`` cheap.
+
+    ``attrs`` (optional): the op's static parameters as a tuple of ``(key, value)`` pairs, e.g.
+    ``(("axis", (1,)), ("keepdims", False))``. The engine does not use them; it hands them, with the
+    result, the inputs and the name, to the function installed by ``observe_ops`` (a tracer), if any.
     """
     out = Tensor.__new__(Tensor)
     out.data = data if type(data) is np.ndarray else np.asarray(data)
@@ -724,10 +764,14 @@ def make_op(data, inputs, backward, name: str = "custom") -> Tensor:
                 out.requires_grad = True
                 out._parents = tuple(inputs)
                 out._backward = backward
+                if _OpObserver.fn is not None:
+                    _OpObserver.fn(out, out._parents, name, attrs)
                 return out
     out.requires_grad = False
     out._parents = ()
     out._backward = None
+    if _OpObserver.fn is not None:
+        _OpObserver.fn(out, tuple(inputs), name, attrs)
     return out
 
 
