@@ -7,7 +7,7 @@ and what came back; on success it prints one line starting with ``✓``. A stude
 raises ``NotImplementedError`` (the stub of a student copy) lets that error through unchanged; any other
 exception it raises becomes an ``AssertionError`` naming the input that caused it.
 
-One module per lab: ``lab01`` (automatic differentiation).
+One module per lab: ``lab01`` (automatic differentiation), ``lab02`` (graph passes), ``lab03`` (runtime), ``lab06`` (batching server).
 """
 
 from __future__ import annotations
