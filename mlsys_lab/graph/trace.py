@@ -12,8 +12,8 @@ input of kind ``"param"`` (trainable weights, so that autodiff can differentiate
 Why an observer on the real engine rather than proxy objects. A proxy tracer (``torch.fx``) calls the
 program with stand-in objects that only record; it needs every function the program calls to accept
 proxies, and ``F.linear`` or ``F.cross_entropy`` read ``.data`` and check shapes on real arrays. Observing
-the engine instead (``torch.jit.trace``, JAX's tracing of concrete values, PyTorch's dispatch modes)
-runs the program for real, so every function that works eagerly can be traced without change, and the
+the engine instead (as ``torch.jit.trace`` and PyTorch's dispatch modes do; JAX, by contrast, traces
+abstract shape-and-dtype values) runs the program for real, so every function that works eagerly can be traced without change, and the
 traced shapes can be checked against the real ones: ``trace`` verifies that shape inference predicts
 every recorded result's shape and dtype. The price is the one every tracing framework pays: Python
 control flow is evaluated once, with the example inputs, and the graph records the branch taken.
