@@ -18,10 +18,10 @@ from . import kernels_numpy  # noqa: F401  (registers the default backend's kern
 from .compile import CompiledPlan, compile
 from .executor import KernelError, ParallelExecutor, SequentialExecutor
 from .lowering import Plan, Step, lower
-from .memory import MemoryPlan, MemoryReport, plan_memory, plot_memory
+from .memory import MemoryPlan, MemoryReport, arena_views, plan_memory, plot_memory
 from .profiler import Profile, plot_timeline
 from .registry import REGISTRY, KernelNotFoundError, KernelRegistry, register
 
-__all__ = ["compile", "CompiledPlan", "lower", "Plan", "Step", "plan_memory", "MemoryPlan", "MemoryReport",
+__all__ = ["compile", "CompiledPlan", "lower", "Plan", "Step", "plan_memory", "MemoryPlan", "MemoryReport", "arena_views",
            "plot_memory", "SequentialExecutor", "ParallelExecutor", "KernelError", "Profile", "plot_timeline",
            "REGISTRY", "KernelRegistry", "KernelNotFoundError", "register"]
