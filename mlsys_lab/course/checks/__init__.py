@@ -7,7 +7,8 @@ and what came back; on success it prints one line starting with ``✓``. A stude
 raises ``NotImplementedError`` (the stub of a student copy) lets that error through unchanged; any other
 exception it raises becomes an ``AssertionError`` naming the input that caused it.
 
-One module per lab: ``lab01`` (automatic differentiation), ``lab02`` (graph passes), ``lab03`` (runtime), ``lab06`` (batching server).
+One module per lab: ``lab01`` (automatic differentiation), ``lab02`` (graph passes), ``lab03`` (runtime), ``lab04`` (CPU kernels), ``lab05`` (CUDA kernels),
+``lab06`` (batching server).
 """
 
 from __future__ import annotations
