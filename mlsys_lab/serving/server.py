@@ -16,6 +16,15 @@ Ways to run it:
       with ServerThread(port=0) as srv:               # port 0: any free port
           client = tritonclient.http.InferenceServerClient(srv.url)
 
+The GIL: model instances execute on their own threads and NumPy releases the GIL inside each
+kernel, but an instance thread must take the GIL back between kernels (an MLP layer is a matrix
+product, a bias add and an activation: three hand-backs). While the event loop's thread is busy in
+Python (parsing and answering HTTP requests under load) a thread that wants the GIL back waits up to
+the interpreter's *switch interval*, 5 ms by default, each time: a batch of 6 ms of NumPy work can take
+45 ms (the convoy effect). ``gil_switch_interval`` (seconds) sets the interval while the server runs
+and restores it at :meth:`~InferenceServer.stop`; :func:`serve` uses :data:`SERVE_GIL_SWITCH_INTERVAL`
+(0.2 ms), :class:`InferenceServer` and :class:`ServerThread` leave it alone unless told.
+
 Readiness (``/v2/health/ready``) is Triton's *strict* readiness: the server is ready when every model
 it was asked to load is ready. A model that fails to load is reported UNAVAILABLE with the reason;
 ``serve`` exits with status 1 in that case unless ``exit_on_error=False``.
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -37,7 +47,7 @@ from .repository import READY, UNAVAILABLE, ModelVersion, scan_repository, selec
 from .request import InferenceRequest
 
 __all__ = ["InferenceServer", "ServerThread", "serve", "DEFAULT_MODEL_REPOSITORY", "SERVER_NAME",
-           "EXTENSIONS"]
+           "EXTENSIONS", "SERVE_GIL_SWITCH_INTERVAL"]
 
 log = logging.getLogger("mlsys_lab.serving")
 
@@ -45,6 +55,8 @@ log = logging.getLogger("mlsys_lab.serving")
 DEFAULT_MODEL_REPOSITORY = Path(__file__).resolve().parent / "model_repository"
 SERVER_NAME = "mlsys_lab"
 #: Protocol extensions this server implements, as listed by ``GET /v2``.
+#: The GIL switch interval :func:`serve` runs with (seconds; Python's default is 0.005).
+SERVE_GIL_SWITCH_INTERVAL = 0.0002
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "sequence", "schedule_policy",
               "parameters"]
 
@@ -78,10 +90,13 @@ class InferenceServer:
 
     ``models``: load only these (plus the models their ensembles use); ``None`` loads all.
     ``rate_limit``: ``"off"`` or ``"execution_count"``; ``rate_limit_resources``: ``{name: count}``.
+    ``gil_switch_interval``: the interpreter's switch interval while the server runs (seconds; None
+    leaves it alone), see the module docstring.
     """
 
     def __init__(self, model_repository: str | Path | None = None, *, models: list[str] | None = None,
-                 rate_limit: str = "off", rate_limit_resources: dict[str, int] | None = None):
+                 rate_limit: str = "off", rate_limit_resources: dict[str, int] | None = None,
+                 gil_switch_interval: float | None = None):
         self.repository = Path(model_repository) if model_repository is not None else DEFAULT_MODEL_REPOSITORY
         self.requested_models = list(models) if models is not None else None
         self.rate_limiter = RateLimiter(rate_limit, rate_limit_resources)
@@ -89,10 +104,15 @@ class InferenceServer:
         self.live = False
         self.stopping = False
         self.version = _version()
+        self.gil_switch_interval = gil_switch_interval
+        self._saved_switch_interval: float | None = None
 
     # ------------------------------------------------------------------ loading
     async def start(self) -> None:
         """Load the repository. Models that fail are kept as UNAVAILABLE with their reason."""
+        if self.gil_switch_interval is not None and self._saved_switch_interval is None:
+            self._saved_switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self.gil_switch_interval)
         found = scan_repository(self.repository)
         names = list(found)
         if self.requested_models is not None:
@@ -178,6 +198,9 @@ class InferenceServer:
                                    if bool(e.config and e.config.is_ensemble) == ensembles_first
                                    for mv in e.versions.values()))
         self.live = False
+        if self._saved_switch_interval is not None:
+            sys.setswitchinterval(self._saved_switch_interval)
+            self._saved_switch_interval = None
 
     # ------------------------------------------------------------------ queries
     @property
@@ -375,20 +398,21 @@ class ServerThread:
 def serve(model_repository: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           models: list[str] | None = None, rate_limit: str = "off",
           rate_limit_resources: dict[str, int] | None = None, max_body_size: int | None = None,
-          exit_on_error: bool = True, echo=print) -> int:
+          exit_on_error: bool = True, echo=print,
+          gil_switch_interval: float | None = SERVE_GIL_SWITCH_INTERVAL) -> int:
     """Run the server until SIGINT or SIGTERM (blocking); returns an exit status.
 
     ``echo`` receives the human-readable log lines (the model table, the address, shutdown)."""
     return asyncio.run(_serve_main(model_repository, host, port, models, rate_limit, rate_limit_resources,
-                                   max_body_size, exit_on_error, echo))
+                                   max_body_size, exit_on_error, echo, gil_switch_interval))
 
 
 async def _serve_main(model_repository, host, port, models, rate_limit, resources, max_body_size,
-                      exit_on_error, echo) -> int:
+                      exit_on_error, echo, gil_switch_interval) -> int:
     from .http import DEFAULT_MAX_BODY_SIZE, start_http, stop_http
 
     server = InferenceServer(model_repository, models=models, rate_limit=rate_limit,
-                             rate_limit_resources=resources)
+                             rate_limit_resources=resources, gil_switch_interval=gil_switch_interval)
     echo(f"loading model repository {server.repository}")
     await server.start()
     echo(server.model_table())
