@@ -13,13 +13,20 @@ memory, which is what limits softmax: it does about 10 flops per element and mov
 * :func:`softmax_online` -- the online normaliser (Milakov & Gimelshein, 2018): a single pass over ``x``
   keeps a running maximum ``m`` and a running sum ``d`` of ``exp(x - m)``, rescaling ``d`` by
   ``exp(m_old - m_new)`` whenever the maximum grows. Here it works block by block: each block's
-  exponentials are written to the output relative to the maximum known so far, and one final sweep over
-  the row (in L1) multiplies each block by ``exp(m_block - m) / d``. ``x`` is read exactly once, which also
-  works when a row does not fit in cache; this is the kernel :func:`softmax` uses.
+  exponentials are written out relative to the maximum known so far, and one final sweep over the row
+  (in cache) multiplies each block by ``exp(m_block - m) / d``. ``x`` is read exactly once, which also
+  works when a row does not fit in cache.
 
-Both Numba kernels prefetch the row two ahead in software (:func:`~mlsys_lab.kernels.cpu._fastmath.prefetch`):
-a 1024-float row is one 4 KiB page, and the hardware prefetchers stop at page boundaries, so without it
-every row would start with a stall on memory.
+:func:`softmax` uses the online kernel for rows longer than one block (``BLOCK`` = 2048 elements). A row
+that fits in one block has nothing to rescale, and the online kernel would do the three-pass kernel's
+work plus bookkeeping, so for those rows (the 1024-wide benchmark included) it calls the three-pass kernel.
+
+A memory detail: both Numba kernels prefetch the row two ahead in software
+(:func:`~mlsys_lab.kernels.cpu._fastmath.prefetch`). A 1024-float row is one 4 KiB page, and the hardware
+prefetchers stop at page boundaries, so without it every row would start with a stall on memory.
+(Streaming stores, which skip the read that an ordinary store makes of the line it writes, were tried
+too: on the course machine they made this softmax slower, with ``x`` in memory and in cache alike, so
+they are not used. Measure before you believe a textbook trick.)
 
 The Numba kernels use the vectorisable :func:`~mlsys_lab.kernels.cpu._fastmath.exp_f32_nonpos` for float32
 (within 2 ulp of the exact ``exp``; every argument here is ``<= 0``, so overflow needs no handling) and
@@ -37,20 +44,22 @@ from ._jit import threads_for
 
 __all__ = ["softmax", "softmax_numpy", "softmax_three_pass", "softmax_online", "SOFTMAX_LADDER"]
 
-#: Elements per block of the online kernel (2 KiB of float32).
-BLOCK = 512
-#: Rows handed to a thread at a time (dynamic scheduling).
-ROWS_PER_TASK = 32
+#: Elements per block of the online kernel (8 KiB of float32): a block of x and its exponentials stay in L1
+#: between the passes over it. Rows up to this long are a single block.
+BLOCK = 2048
+#: Rows handed to a thread at a time; 0 = static scheduling (each thread one contiguous range of rows,
+#: which streams through memory best; measured a little faster than chunks of 32 on the course machine).
+ROWS_PER_TASK = 0
 #: Software prefetch: while a row is processed, the row this many ahead is requested (one prefetch per
 #: 64-byte line). A 4 KiB row is a page, and the hardware prefetchers do not cross pages.
 PREFETCH_ROWS = 2
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _prefetch_row(x2, i):
     if i < x2.shape[0]:
         row = x2[i]
-        for j in range(0, row.size, 64 // x2.itemsize):
+        for j in range(0, row.size, 16):     # every 64-byte line for float32 (every other one for float64)
             prefetch(row, j)
 
 
@@ -161,17 +170,20 @@ SOFTMAX_LADDER = {
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax of ``x`` along ``axis``: ``exp(x - max) / sum(exp(x - max))``, with the online kernel.
+    """Softmax of ``x`` along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
 
     ``x``: float32 or float64 ndarray with at least one dimension, any layout (the axis is moved last and
     the data made contiguous when needed). Returns a new array of the same shape and dtype whose slices
-    along ``axis`` sum to 1. Inputs are expected to be finite. Raises TypeError for a non-array or another
-    dtype and ``np.exceptions.AxisError`` for an axis out of range (including any axis of a 0-d array).
+    along ``axis`` sum to 1. Rows longer than ``BLOCK`` go through the online kernel, shorter ones through
+    the three-pass kernel (see the module docstring). Inputs are expected to be finite. Raises TypeError
+    for a non-array or another dtype and ``np.exceptions.AxisError`` for an axis out of range (including
+    any axis of a 0-d array).
     """
     check_array(x, "x", "softmax")
     ax = normalize_axis(axis, x.ndim, "softmax")
     if x.size == 0:
         return np.empty_like(x)
     xm = np.ascontiguousarray(np.moveaxis(x, ax, -1))
-    out = softmax_online(xm.reshape(-1, xm.shape[-1]))
+    x2 = xm.reshape(-1, xm.shape[-1])
+    out = softmax_online(x2) if x2.shape[1] > BLOCK else softmax_three_pass(x2)
     return np.moveaxis(out.reshape(xm.shape), -1, ax)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-__all__ = ["sample", "summarize", "paired_ratios", "machine_info", "blas_info", "markdown_table"]
+__all__ = ["sample", "summarize", "paired_ratios", "machine_info", "blas_info", "markdown_table", "OtherLoad"]
 
 
 def sample(fns: dict, rounds: int = 10, warmup: int = 1, pause: float = 0.0) -> dict:
@@ -98,6 +98,53 @@ def blas_info() -> dict | None:
     blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
     numpy_blas = [d for d in blas if "numpy" in d.get("filepath", "")] or blas
     return numpy_blas[0] if numpy_blas else None
+
+
+class OtherLoad:
+    """Measures how much CPU *other* processes used while a block ran (Linux; elsewhere ``None``).
+
+    ``with OtherLoad() as load: ...`` then ``load.cores`` is the average number of cores busy with other
+    work during the block (busy time of all CPUs from ``/proc/stat`` minus this process's own CPU time,
+    divided by the wall time), and ``str(load)`` says it in words for a results table.
+    """
+
+    def __init__(self):
+        self.cores = None
+        self.seconds = 0.0
+
+    @staticmethod
+    def _busy_seconds():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")   # all but idle and iowait
+
+    @staticmethod
+    def _own_seconds():
+        t = os.times()
+        return t.user + t.system
+
+    def __enter__(self):
+        try:
+            self._b0, self._o0, self._t0 = self._busy_seconds(), self._own_seconds(), time.perf_counter()
+        except (OSError, ValueError):
+            self._b0 = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._b0 is not None:
+            try:
+                busy = self._busy_seconds() - self._b0
+            except (OSError, ValueError):
+                return False
+            self.seconds = time.perf_counter() - self._t0
+            self.cores = max(0.0, busy - (self._own_seconds() - self._o0)) / max(self.seconds, 1e-9)
+        return False
+
+    def __str__(self):
+        if self.cores is None:
+            return "load from other processes: not measured"
+        return (f"other processes kept {self.cores:.2f} of {os.cpu_count()} cores busy on average during "
+                f"the {self.seconds:.1f} s of timing")
 
 
 def markdown_table(headers, rows) -> str:
