@@ -228,28 +228,31 @@ def test_lab01_student_copy_replaces_every_solution_region(lab01, lab01_student)
         assert answer in nbformat.writes(lab01) and answer not in text
 
 
+LABS = sorted((ROOT / "labs").glob("lab*.ipynb"))
+
+
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_lab01_student_copy_runs_until_its_first_check_and_fails_there(lab01_student):
+@pytest.mark.parametrize("lab", LABS, ids=lambda path: path.stem)
+def test_student_copy_runs_until_its_first_check_and_fails_there(lab):
+    """Executed, every lab's student copy runs cleanly up to its first exercise's check, and fails there."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = lab01_student
-    first_exercise = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and STUB_RAISE in c.source)
-    first_check = _next_code_cell(nb, first_exercise)
+    nb = make_student_notebook(nbformat.read(lab, as_version=4), lab.name)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    first_exercise = next(i for i in code if STUB_RAISE in nb.cells[i].source)
+    first_check = next(i for i in code if i > first_exercise)
     assert "checks.check_" in nb.cells[first_check].source
 
-    # run from the repository root so `import mlsys_lab` finds this checkout
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(lab.parent)}})
     with pytest.raises(CellExecutionError) as info:
         client.execute()
     assert "NotImplementedError" in str(info.value)
 
-    failed = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              and any(o.output_type == "error" for o in c.outputs)]
+    failed = [i for i in code if any(o.output_type == "error" for o in nb.cells[i].outputs)]
     assert failed == [first_check], f"expected the first check (cell {first_check}) to fail, not cells {failed}"
     error = next(o for o in nb.cells[first_check].outputs if o.output_type == "error")
     assert error.ename == "NotImplementedError"
-    ran = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count is not None]
-    code_before = [i for i, c in enumerate(nb.cells[: first_check + 1]) if c.cell_type == "code"]
-    assert ran == code_before  # every cell before it ran without error, none after it
+    ran = [i for i in code if nb.cells[i].execution_count is not None]
+    assert ran == [i for i in code if i <= first_check]  # every cell before it ran, none after it
