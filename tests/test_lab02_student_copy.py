@@ -14,18 +14,11 @@ import nbformat
 import pytest
 
 from mlsys_lab.course.student import BEGIN_SOLUTION, END_SOLUTION, STUB_RAISE, write_student_copies
+from labtools import assert_notebook_conventions, code_cells, next_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB02 = ROOT / "labs" / "lab02_graph_passes.ipynb"
 STUB = "# YOUR CODE HERE\n"
-
-
-def code_cells(nb, text: str) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and text in c.source]
-
-
-def next_code_cell(nb, index: int) -> int:
-    return next(j for j in range(index + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
 
 
 def expected_student_source(src: str) -> str:
@@ -50,14 +43,7 @@ def lab02_student(tmp_path_factory):
 
 def test_lab02_solution_notebook_follows_the_conventions(lab02):
     assert lab02.metadata["kernelspec"]["name"] == "python3"
-    for cell in lab02.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab02.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab02.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab02)
     solution = code_cells(lab02, BEGIN_SOLUTION)
     assert len(solution) == 5
     for i in solution:  # every exercise is followed by a cell that checks it

@@ -21,6 +21,7 @@ import pytest
 
 from mlsys_lab.course.checks import lab03 as checks
 from mlsys_lab.course.student import BEGIN_SOLUTION, END_SOLUTION, STUB_RAISE, write_student_copies
+from labtools import assert_notebook_conventions, code_cells, next_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB03 = ROOT / "labs" / "lab03_runtime.ipynb"
@@ -33,14 +34,6 @@ EXERCISES = {  # function defined in the solution cell -> the check the next cel
     "run_parallel": checks.check_run_parallel,
     "critical_path": checks.check_critical_path,
 }
-
-
-def code_cells(nb, text: str) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and text in c.source]
-
-
-def next_code_cell(nb, index: int) -> int:
-    return next(j for j in range(index + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
 
 
 def solution_sources(nb, marker: str = BEGIN_SOLUTION) -> dict[str, str]:
@@ -435,14 +428,7 @@ def expected_student_source(src: str) -> str:
 
 def test_lab03_solution_notebook_follows_the_conventions(lab03):
     assert lab03.metadata["kernelspec"]["name"] == "python3"
-    for cell in lab03.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab03.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab03.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab03)
     assert len(code_cells(lab03, BEGIN_SOLUTION)) == 5
     seeded = "\n".join(c.source for c in lab03.cells if c.cell_type == "code")
     assert "default_rng(0)" in seeded and "seed=0" in seeded

@@ -23,6 +23,7 @@ import mlsys_lab.kernels.cpu  # noqa: F401  (first: it configures Numba before a
 from mlsys_lab.course.checks import lab04 as checks
 from mlsys_lab.course.student import (BEGIN_SOLUTION, END_SOLUTION, STUB_RAISE, make_student_notebook,
                                      write_student_copies)
+from labtools import assert_notebook_conventions, code_cells, next_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB04 = ROOT / "labs" / "lab04_cpu_kernels.ipynb"
@@ -36,14 +37,6 @@ EXERCISES = {  # function with the solution region -> the check the next code ce
     "online_update": checks.check_online_update,
     "softmax_online": checks.check_softmax_online,
 }
-
-
-def code_cells(nb, text: str) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and text in c.source]
-
-
-def next_code_cell(nb, index: int) -> int:
-    return next(j for j in range(index + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
 
 
 def exercise_name(source: str, marker: str = BEGIN_SOLUTION) -> str:
@@ -307,14 +300,7 @@ def lab04_student(tmp_path_factory):
 
 def test_lab04_solution_notebook_follows_the_conventions(lab04):
     assert lab04.metadata["kernelspec"]["name"] == "python3"
-    for cell in lab04.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab04.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab04.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab04)
     code = "\n".join(c.source for c in lab04.cells if c.cell_type == "code")
     assert "default_rng(0)" in code
     assert code.index("import mlsys_lab.kernels.cpu") < code.index("@njit")   # configures Numba first

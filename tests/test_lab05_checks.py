@@ -32,6 +32,7 @@ from mlsys_lab.kernels.cuda.transpose import transpose_naive, transpose_padded, 
 from mlsys_lab.kernels.cuda.vector_add import vector_add_grid_stride, vector_add_kernel
 
 from numba import cuda, float32  # noqa: E402  (after the choice above)
+from labtools import assert_notebook_conventions, code_cells, next_code_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB05 = ROOT / "labs" / "lab05_cuda_kernels.ipynb"
@@ -51,14 +52,6 @@ CHECK_CALLS = {
     "gemm_tiled": "checks.check_gemm_tiled(gemm_tiled, tile=TILE)",
     "transpose_padded": "checks.check_transpose_padded(transpose_padded, tile_dim=TILE_DIM, block_rows=BLOCK_ROWS)",
 }
-
-
-def code_cells(nb, text: str) -> list[int]:
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and text in c.source]
-
-
-def next_code_cell(nb, index: int) -> int:
-    return next(j for j in range(index + 1, len(nb.cells)) if nb.cells[j].cell_type == "code")
 
 
 def kernel_name(source: str) -> str:
@@ -303,14 +296,7 @@ def lab05_student(tmp_path_factory):
 
 def test_lab05_solution_notebook_follows_the_conventions(lab05):
     assert lab05.metadata["kernelspec"]["name"] == "python3"
-    for cell in lab05.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab05.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab05.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab05)
     solution = code_cells(lab05, BEGIN_SOLUTION)
     assert len(solution) == 4
     code = "\n".join(c.source for c in lab05.cells if c.cell_type == "code")

@@ -21,6 +21,7 @@ import pytest
 from mlsys_lab.course.checks import lab06 as checks
 from mlsys_lab.course.student import BEGIN_SOLUTION, END_SOLUTION, STUB_RAISE, make_student_notebook
 from mlsys_lab.serving import plan_batch as server_plan_batch
+from labtools import assert_notebook_conventions
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB06 = ROOT / "labs" / "lab06_batching_server.ipynb"
@@ -72,14 +73,7 @@ def mutate(source: str, old: str, new: str) -> str:
 
 def test_lab06_follows_the_conventions(lab06):
     assert lab06.metadata["kernelspec"]["name"] == "python3"
-    for cell in lab06.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab06.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab06.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab06)
     code = "\n".join(c.source for c in lab06.cells if c.cell_type == "code")
     assert "default_rng(0)" in code
     assert '"--http-port", "0"' in code and "SIGTERM" in code      # a free port, and a clean shutdown

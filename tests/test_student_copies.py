@@ -23,6 +23,7 @@ from mlsys_lab.course.student import (
     strip_solutions,
     write_student_copies,
 )
+from labtools import assert_notebook_conventions
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB01 = ROOT / "labs" / "lab01_autograd.ipynb"
@@ -192,14 +193,7 @@ def lab01_student(tmp_path_factory):
 
 
 def test_lab01_solution_notebook_follows_the_conventions(lab01):
-    for cell in lab01.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None, "commit the lab without outputs"
-    headings = [(len(m.group(1)), m.group(2)) for c in lab01.cells if c.cell_type == "markdown"
-                for m in re.finditer(r"^(#+) (.*)$", c.source, re.M)]
-    assert lab01.cells[0].source.startswith("# ") and [h for h in headings if h[0] == 1] == [headings[0]]
-    for (before, _), (level, title) in zip(headings, headings[1:]):
-        assert level <= before + 1, f"heading level skipped at {title!r}"
+    assert_notebook_conventions(lab01)
     solution = _solution_cells(lab01)
     assert len(solution) >= 5
     for i in solution:  # every exercise is followed by a cell that checks it
