@@ -68,19 +68,23 @@ def _resource(text: str) -> tuple[str, int]:
 def _run_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from .serving.server import DEFAULT_MODEL_REPOSITORY, serve
+    from .serving.server import DEFAULT_MODEL_REPOSITORY, event_loop_factory, serve
 
     repo = args.model_repository or DEFAULT_MODEL_REPOSITORY
     if not repo.is_dir():
         raise CommandError(f"model repository {repo} is not a folder")
     if not 0 <= args.http_port <= 65535:
         raise CommandError(f"--http-port must lie in 0..65535, got {args.http_port}")
+    try:
+        event_loop_factory(args.event_loop)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(repo, host=args.host, port=args.http_port, models=args.load_model or None,
                  rate_limit=args.rate_limit, rate_limit_resources=dict(args.rate_limit_resource or []),
                  max_body_size=args.http_max_input_size, exit_on_error=args.exit_on_error,
-                 echo=lambda line: print(line, flush=True))
+                 echo=lambda line: print(line, flush=True), event_loop=args.event_loop)
 
 
 def _add_serve(subparsers) -> None:
@@ -108,6 +112,8 @@ def _add_serve(subparsers) -> None:
                    help="largest request body accepted (default 64 MiB)")
     p.add_argument("--no-exit-on-error", dest="exit_on_error", action="store_false",
                    help="keep serving the other models when one fails to load")
+    p.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                   help="the asyncio event loop (default auto: uvloop when installed, else asyncio's own)")
     p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")
     p.set_defaults(handler=_run_serve)
 

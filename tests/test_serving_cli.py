@@ -41,14 +41,15 @@ def start_serve(*args, cwd=ROOT):
     raise AssertionError("server did not start:\n" + "".join(lines) + proc.stdout.read())
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_serve_logs_models_and_answers_accepted_requests_on_shutdown(tmp_path, sig):
+@pytest.mark.parametrize("sig, event_loop", [(signal.SIGTERM, "uvloop"), (signal.SIGINT, "asyncio")])
+def test_serve_logs_models_and_answers_accepted_requests_on_shutdown(tmp_path, sig, event_loop):
     copy_example_models(tmp_path, ["digits_mlp"])
     write_model(tmp_path, "slow", probe_config("slow", max_batch_size=1, delay_ms=400,
                                                dynamic_batching=""), PROBE_MODEL)
-    proc, port, lines = start_serve("--model-repository", tmp_path)
+    proc, port, lines = start_serve("--model-repository", tmp_path, "--event-loop", event_loop)
     try:
         log = "".join(lines)
+        assert f"on the {event_loop} event loop" in log
         assert re.search(r"\| digits_mlp\s+\| 1\s+\| READY\s+\|", log) and re.search(r"\| slow\s+\|", log)
         url = f"http://127.0.0.1:{port}"
         assert requests.get(url + "/v2/health/ready", timeout=10).status_code == 200

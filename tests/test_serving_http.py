@@ -277,6 +277,8 @@ def test_unknown_paths_models_versions_and_oversized_bodies(server):
         r = method(base + path, timeout=10)
         assert r.status_code == status, (path, r.text)
         assert message in r.json()["error"]
+    assert requests.get(base + "/v2/models/probe/infer", timeout=10).headers["Allow"] == "POST"
+    assert requests.post(base + "/v2/health/live", timeout=10).headers["Allow"] == "GET"
     r = post(server, GOOD, path="/v2/models/nope/infer")
     assert r.status_code == 404 and "unknown model" in r.json()["error"]
     r = post(server, GOOD, path="/v2/models/probe/versions/3/infer")
@@ -289,6 +291,20 @@ def test_unknown_paths_models_versions_and_oversized_bodies(server):
     r = post(server, GOOD)
     assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [3.0]
     assert requests.get(base + "/v2/health/ready", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_either_event_loop_serves(tmp_path, event_loop):
+    write_model(tmp_path, "probe", probe_config(max_batch_size=4), PROBE_MODEL)
+    with ServerThread(tmp_path, port=0, event_loop=event_loop) as srv:
+        assert type(srv.loop).__module__.split(".")[0] == event_loop
+        r = post(srv, GOOD)
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [3.0]
+
+
+def test_unknown_event_loop_is_a_clear_error():
+    with pytest.raises(ValueError, match="event_loop must be one of auto, asyncio, uvloop, got 'tokio'"):
+        ServerThread(event_loop="tokio")
 
 
 # ---------------------------------------------------------------------------------------- soak

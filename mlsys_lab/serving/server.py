@@ -25,6 +25,12 @@ the interpreter's *switch interval*, 5 ms by default, each time: a batch of 6 ms
 and restores it at :meth:`~InferenceServer.stop`; :func:`serve` uses :data:`SERVE_GIL_SWITCH_INTERVAL`
 (0.2 ms), :class:`InferenceServer` and :class:`ServerThread` leave it alone unless told.
 
+The event loop: ``event_loop="auto"`` (the default of :func:`serve` and :class:`ServerThread`) runs
+the server on uvloop, libuv's event loop for asyncio, when it is installed, else on asyncio's own;
+``"asyncio"`` and ``"uvloop"`` choose. Everything the front end does between two batches is
+event-loop work (read, parse, answer), so a cheaper loop is throughput: on ``digits_mlp`` at 16
+clients uvloop answers about 13% more requests per second (``bench/serving_perf.py``).
+
 Readiness (``/v2/health/ready``) is Triton's *strict* readiness: the server is ready when every model
 it was asked to load is ready. A model that fails to load is reported UNAVAILABLE with the reason;
 ``serve`` exits with status 1 in that case unless ``exit_on_error=False``.
@@ -47,7 +53,7 @@ from .repository import READY, UNAVAILABLE, ModelVersion, scan_repository, selec
 from .request import InferenceRequest
 
 __all__ = ["InferenceServer", "ServerThread", "serve", "DEFAULT_MODEL_REPOSITORY", "SERVER_NAME",
-           "EXTENSIONS", "SERVE_GIL_SWITCH_INTERVAL"]
+           "EXTENSIONS", "SERVE_GIL_SWITCH_INTERVAL", "EVENT_LOOPS", "event_loop_factory"]
 
 log = logging.getLogger("mlsys_lab.serving")
 
@@ -59,6 +65,25 @@ SERVER_NAME = "mlsys_lab"
 SERVE_GIL_SWITCH_INTERVAL = 0.0002
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "sequence", "schedule_policy",
               "parameters"]
+
+
+#: Values of ``event_loop`` (see the module docstring).
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def event_loop_factory(event_loop: str = "auto"):
+    """A function creating the event loop named by ``event_loop`` (one of :data:`EVENT_LOOPS`)."""
+    if event_loop not in EVENT_LOOPS:
+        raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, got {event_loop!r}")
+    if event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if event_loop == "uvloop":
+                raise ValueError("event_loop='uvloop' needs the uvloop package (pip install uvloop)") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def _version() -> str:
@@ -317,11 +342,13 @@ class ServerThread:
 
     ``port=0`` picks a free port; after :meth:`start` (or entering the ``with`` block) ``port``,
     ``url`` (``"127.0.0.1:PORT"``, the form ``tritonclient`` wants) and ``http_url`` are set.
-    Keyword arguments go to :class:`InferenceServer`; ``max_body_size`` to the HTTP front end.
+    Keyword arguments go to :class:`InferenceServer`; ``max_body_size`` to the HTTP front end;
+    ``event_loop`` picks the loop (module docstring).
     """
 
     def __init__(self, model_repository: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 max_body_size: int | None = None, **server_kwargs):
+                 max_body_size: int | None = None, event_loop: str = "auto", **server_kwargs):
+        self._loop_factory = event_loop_factory(event_loop)
         self.server = InferenceServer(model_repository, **server_kwargs)
         self.host = host
         self.port = port
@@ -351,7 +378,8 @@ class ServerThread:
         return self
 
     def _main(self) -> None:
-        asyncio.run(self._serve())
+        with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+            runner.run(self._serve())
 
     async def _serve(self) -> None:
         from .http import DEFAULT_MAX_BODY_SIZE, start_http, stop_http
@@ -399,12 +427,14 @@ def serve(model_repository: str | Path | None = None, *, host: str = "127.0.0.1"
           models: list[str] | None = None, rate_limit: str = "off",
           rate_limit_resources: dict[str, int] | None = None, max_body_size: int | None = None,
           exit_on_error: bool = True, echo=print,
-          gil_switch_interval: float | None = SERVE_GIL_SWITCH_INTERVAL) -> int:
+          gil_switch_interval: float | None = SERVE_GIL_SWITCH_INTERVAL, event_loop: str = "auto") -> int:
     """Run the server until SIGINT or SIGTERM (blocking); returns an exit status.
 
-    ``echo`` receives the human-readable log lines (the model table, the address, shutdown)."""
-    return asyncio.run(_serve_main(model_repository, host, port, models, rate_limit, rate_limit_resources,
-                                   max_body_size, exit_on_error, echo, gil_switch_interval))
+    ``echo`` receives the human-readable log lines (the model table, the address, shutdown);
+    ``event_loop`` picks the loop (module docstring)."""
+    with asyncio.Runner(loop_factory=event_loop_factory(event_loop)) as runner:
+        return runner.run(_serve_main(model_repository, host, port, models, rate_limit, rate_limit_resources,
+                                      max_body_size, exit_on_error, echo, gil_switch_interval))
 
 
 async def _serve_main(model_repository, host, port, models, rate_limit, resources, max_body_size,
@@ -427,9 +457,11 @@ async def _serve_main(model_repository, host, port, models, rate_limit, resource
         echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}")
         await server.stop()
         return 1
-    echo(f"Started HTTPService at {host}:{bound} (KServe v2; metrics at http://{host}:{bound}/metrics)")
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+    echo(f"Started HTTPService at {host}:{bound} (KServe v2 on the {loop_name} event loop; metrics at "
+         f"http://{host}:{bound}/metrics)")
+    stop = asyncio.Event()
     received = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda s=sig: (received.append(s), stop.set()))
