@@ -21,13 +21,15 @@ perf_analyzer is a separate process, everything on 127.0.0.1):
    delay, the interpreter's GIL switch interval; one measurement each, to explain the choices.
 4. **Checks** (issue 5's targets), ``--rounds`` rounds at concurrency 16; in each round ``off``,
    ``on, tuned`` and the in-process backend at the batch size the server formed are measured back to
-   back (the order flips every round), and each check is a ratio within the round. Reported: the
-   median and the range over rounds.
+   back (the order flips every round; the in-process figure is the mean of one measurement before
+   and one after), and each check is a ratio within the round. Reported: the median and the range
+   over rounds.
 
    - batching speed-up: throughput on / off, target >= 4x;
    - HTTP path efficiency: throughput on / in-process throughput at the same batch size, >= 70%;
    - tail latency: p99 / (queue delay + 2 x compute time of the batch), target <= 1.
-5. **HTTP overhead** on the small ``digits_mlp`` (64-128-10): requests/s at concurrency 1 and 16.
+5. **HTTP overhead** on the small ``digits_mlp`` (64-128-10): requests/s at concurrency 1 and 16, on
+   the server's event loop (uvloop by default) and, alternately, on the other (asyncio's own).
 
 With every measurement the script records the load: the 1-minute load average and the CPU time that
 *other* processes used during the measurement (the machine's busy time from ``/proc/stat`` minus
@@ -267,6 +269,13 @@ class Bench:
 
 # ----------------------------------------------------------------------------------------- reports
 
+def bracket(before: dict, after: dict) -> dict:
+    """One in-process figure from measurements taken before and after: the mean time per batch."""
+    ms = (before["median_ms"] + after["median_ms"]) / 2
+    return {**after, "median_ms": ms, "throughput": after["batch"] / ms * 1e3,
+            "before_ms": before["median_ms"], "after_ms": after["median_ms"]}
+
+
 def fmt_load(load: dict) -> str:
     return f"{load['other_cores']:.2f}"
 
@@ -284,6 +293,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (0: OpenBLAS's own choice)")
     p.add_argument("--gil-switch-interval-us", type=float, default=SERVE_GIL_SWITCH_INTERVAL * 1e6,
                    help="the server's GIL switch interval (default: what `serve` uses)")
+    p.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                   help="the server's event loop (default auto, as `serve`)")
     p.add_argument("--quiet", type=float, default=0.25,
                    help="before each measurement wait until other processes use fewer cores than this")
     p.add_argument("--quiet-wait", type=float, default=45.0, help="... but at most this many seconds")
@@ -332,6 +343,8 @@ def main(argv=None) -> int:
             ("on, tuned: 2 BLAS threads", "mlp_on", 2, None),
         ]
     copy_example_models(repo, ["digits_mlp"])
+    digits_repo = Path(tempfile.mkdtemp(prefix="serving_perf_digits_"))
+    copy_example_models(digits_repo, ["digits_mlp"])
 
     lines: list[str] = []
 
@@ -341,8 +354,11 @@ def main(argv=None) -> int:
 
     out: dict = {"meta": {}, "inprocess": [], "sweep": [], "knobs": [], "checks": {}, "digits": {}}
     switch = args.gil_switch_interval_us / 1e6
-    with ServerThread(repo, port=0, gil_switch_interval=switch) as srv, Threads(args.threads or None):
+    with ServerThread(repo, port=0, gil_switch_interval=switch, event_loop=args.event_loop) as srv, \
+            Threads(args.threads or None):
         bench.srv = srv
+        loop_name = type(srv.loop).__module__.split(".")[0]
+        other_loop = "asyncio" if loop_name == "uvloop" else "uvloop"
         r = bench.pa.run("--version", timeout=30)
         meta = {
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -351,7 +367,7 @@ def main(argv=None) -> int:
             "numpy": np.__version__, "blas": blas_info(), "perf_analyzer": (r.stdout or r.stderr).strip(),
             "model": f"MLP {'-'.join([str(WIDTH)] * 5)} float32, ReLU, {4 * WIDTH * WIDTH * 4 / 2**20:.0f} MiB",
             "threads": args.threads, "delay_us": args.delay_us, "interval_ms": args.interval_ms,
-            "rounds": args.rounds, "switch_interval_s": sys.getswitchinterval(),
+            "rounds": args.rounds, "switch_interval_s": sys.getswitchinterval(), "event_loop": loop_name,
         }
         out["meta"] = meta
         say("# Dynamic batching: perf_analyzer against the mlsys_lab server")
@@ -364,7 +380,8 @@ def main(argv=None) -> int:
         say(f"- model: {meta['model']} (`mlp_large`); max_batch_size 32; one instance unless stated")
         say(f"- load generator: {meta['perf_analyzer']}, HTTP, synchronous clients, binary tensors, "
             f"zero inputs, {args.interval_ms} ms windows until 3 agree within 25%")
-        say(f"- server: in this process, on 127.0.0.1, GIL switch interval {switch * 1e3:g} ms (as `serve`)")
+        say(f"- server: in this process, on 127.0.0.1, {loop_name} event loop, GIL switch interval "
+            f"{switch * 1e3:g} ms (as `serve`)")
         say(f"- `other cores`: CPU time that other processes (other jobs on this machine) used during "
             f"the measurement, in cores out of {os.cpu_count()}; before each measurement the script waits "
             f"(up to {args.quiet_wait:g} s) for them to use under {args.quiet:g}")
@@ -433,7 +450,8 @@ def main(argv=None) -> int:
         say()
         say(f"Each round measures `off` and `on, tuned` at concurrency {check_c}, `on, tuned` at concurrency "
             f"{2 * check_c} (two groups of clients, so that one group's HTTP round trip overlaps the other's "
-            f"batch) and the backend in-process at the batch size the server formed.")
+            f"batch) and the backend in-process at the batch size the server formed (before and after the "
+            f"HTTP measurements, averaged).")
         say()
         say(f"| round | off infer/s | on infer/s | avg batch | in-process infer/s at that batch | "
             f"on p99 ms | bound ms | speed-up | HTTP / in-process | p99 / bound | on at {2 * check_c}: infer/s "
@@ -443,12 +461,17 @@ def main(argv=None) -> int:
         for i in range(args.rounds):
             order = ["off", "on", "on2"] if i % 2 == 0 else ["on2", "on", "off"]
             got = {}
+            # The in-process reference is measured before and after the HTTP measurements and the two
+            # are averaged, so that a drift in the machine's speed during the round (other tenants of
+            # the host, memory bandwidth) moves both sides of the ratio alike.
+            before = bench.in_process("mlp_on", check_c, 0.5)
             for which in order:
                 got[which] = bench.perf("mlp_off" if which == "off" else "mlp_on",
                                         2 * check_c if which == "on2" else check_c)
             batch, batch2 = (max(1, round(b)) if b == b else check_c
                              for b in (got["on"]["avg_batch"], got["on2"]["avg_batch"]))
-            inproc = bench.in_process("mlp_on", batch, 0.5)
+            inproc = bracket(before if batch == check_c else bench.in_process("mlp_on", batch, 0.5),
+                             bench.in_process("mlp_on", batch, 0.5))
             inproc2 = inproc if batch2 == batch else bench.in_process("mlp_on", batch2, 0.5)
             bound = args.delay_us / 1e3 + 2 * inproc["median_ms"]
             rd = {"round": i + 1, "off": got["off"], "on": got["on"], "inprocess": inproc, "bound_ms": bound,
@@ -497,17 +520,30 @@ def main(argv=None) -> int:
         # ---- 5. digits
         say(f"## {5 if knobs else 4}. HTTP overhead: digits_mlp (64-128-10), requests/s")
         say()
-        say("| concurrency | requests/s, median (min to max) | µs per request | p99 ms | other cores |")
-        say("|---:|---:|---:|---:|---:|")
-        for c in (1, 16):
-            runs = [bench.perf("digits_mlp", c) for _ in range(max(1, min(3, args.rounds)))]
-            tps = [x["throughput"] for x in runs if x["throughput"] == x["throughput"]]
-            out["digits"][f"c{c}"] = {"throughput": tps, "median": statistics.median(tps),
-                                      "p99_ms": [x["p99_ms"] for x in runs], "load": [x["load"] for x in runs]}
-            say(f"| {c} | {med_range(tps, '.0f')} | {1e6 / statistics.median(tps):.0f} | "
-                f"{statistics.median([x['p99_ms'] for x in runs]):.2f} | "
-                f"{min(x['load']['other_cores'] for x in runs):.2f} to "
-                f"{max(x['load']['other_cores'] for x in runs):.2f} |")
+        say("The model computes in microseconds, so this is the cost of the HTTP path itself: the "
+            f"server as above (`{loop_name}` event loop) and, for comparison, the same server on "
+            f"`{other_loop}`, measured alternately.")
+        say()
+        say("| event loop | concurrency | requests/s, median (min to max) | µs per request | p99 ms | other cores |")
+        say("|---|---:|---:|---:|---:|---:|")
+        with ServerThread(digits_repo, port=0, gil_switch_interval=switch, event_loop=other_loop) as other:
+            servers = {loop_name: srv, other_loop: other}
+            for c in (1, 16):
+                runs = {name: [] for name in servers}
+                for _ in range(max(1, min(3, args.rounds))):
+                    for name, server in servers.items():
+                        bench.srv = server
+                        runs[name].append(bench.perf("digits_mlp", c))
+                bench.srv = srv
+                for name, rs in runs.items():
+                    tps = [x["throughput"] for x in rs if x["throughput"] == x["throughput"]]
+                    out["digits"].setdefault(name, {})[f"c{c}"] = {
+                        "throughput": tps, "median": statistics.median(tps),
+                        "p99_ms": [x["p99_ms"] for x in rs], "load": [x["load"] for x in rs]}
+                    say(f"| {name} | {c} | {med_range(tps, '.0f')} | {1e6 / statistics.median(tps):.0f} | "
+                        f"{statistics.median([x['p99_ms'] for x in rs]):.2f} | "
+                        f"{min(x['load']['other_cores'] for x in rs):.2f} to "
+                        f"{max(x['load']['other_cores'] for x in rs):.2f} |")
         say()
     meta["seconds"] = round(time.time() - started)
     say(f"Total time {meta['seconds']} s.")
