@@ -75,8 +75,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise CommandError(f"model repository {repo} is not a folder")
     if not 0 <= args.http_port <= 65535:
         raise CommandError(f"--http-port must lie in 0..65535, got {args.http_port}")
+    from .serving.trace import parse_trace_config
+
     try:
         event_loop_factory(args.event_loop)
+        trace_settings = parse_trace_config(args.trace_config or [])
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -84,7 +87,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     return serve(repo, host=args.host, port=args.http_port, models=args.load_model or None,
                  rate_limit=args.rate_limit, rate_limit_resources=dict(args.rate_limit_resource or []),
                  max_body_size=args.http_max_input_size, exit_on_error=args.exit_on_error,
-                 echo=lambda line: print(line, flush=True), event_loop=args.event_loop)
+                 echo=lambda line: print(line, flush=True), event_loop=args.event_loop,
+                 trace_settings=trace_settings)
 
 
 def _add_serve(subparsers) -> None:
@@ -112,6 +116,9 @@ def _add_serve(subparsers) -> None:
                    help="largest request body accepted (default 64 MiB)")
     p.add_argument("--no-exit-on-error", dest="exit_on_error", action="store_false",
                    help="keep serving the other models when one fails to load")
+    p.add_argument("--trace-config", action="append", metavar="[triton,]SETTING=VALUE",
+                   help="request tracing as Triton's --trace-config: level=TIMESTAMPS, rate=N, count=N, "
+                        "triton,file=PATH, triton,log-frequency=N (repeat the option for each)")
     p.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
                    help="the asyncio event loop (default auto: uvloop when installed, else asyncio's own)")
     p.add_argument("--verbose", "-v", action="store_true", help="log debug messages")

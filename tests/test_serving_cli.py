@@ -5,6 +5,7 @@ cannot be set up: see scripts/perf_analyzer_env.py)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -100,6 +101,35 @@ def test_serve_exits_with_an_error_when_a_model_fails_to_load(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mlsys_lab", "serve", "--model-repository", str(tmp_path / "nope")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "is not a folder" in r.stderr
+
+
+def test_serve_writes_request_traces_when_told(tmp_path):
+    copy_example_models(tmp_path, ["digits_mlp"])
+    trace_file = tmp_path / "trace.json"
+    proc, port, _ = start_serve("--model-repository", tmp_path, "--trace-config", "level=TIMESTAMPS",
+                                "--trace-config", "rate=2", "--trace-config", f"triton,file={trace_file}")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        settings = requests.get(url + "/v2/trace/setting", timeout=10).json()
+        assert settings == {"trace_file": str(trace_file), "trace_level": ["TIMESTAMPS"], "trace_rate": "2",
+                            "trace_count": "-1", "log_frequency": "0"}
+        body = {"inputs": [{"name": "INPUT", "datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}]}
+        for _ in range(4):
+            assert requests.post(url + "/v2/models/digits_mlp/infer", json=body, timeout=30).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    entries = json.loads(trace_file.read_text())
+    assert [e["model_name"] for e in entries if "model_name" in e] == ["digits_mlp", "digits_mlp"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "mlsys_lab", "serve", "--model-repository", str(tmp_path),
+                        "--trace-config", "rate=often"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "'trace_rate' must be an integer >= 1, got 'often'" in r.stderr
 
 
 def _perf_analyzer():

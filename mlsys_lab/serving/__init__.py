@@ -13,6 +13,7 @@ The pieces, one module per concept:
 - :mod:`.warmup`: warm-up requests before a model is ready;
 - :mod:`.protocol` and :mod:`.http`: the KServe v2 wire format and the HTTP front end;
 - :mod:`.stats` and :mod:`.metrics`: Triton's statistics and Prometheus metrics;
+- :mod:`.trace`: request tracing (Triton's trace extension, timestamps per request);
 - :mod:`.server`: the server, ``serve`` and :class:`~.server.ServerThread`.
 
 >>> from mlsys_lab.serving import ServerThread
@@ -29,8 +30,10 @@ from .errors import (ConfigError, InternalError, InvalidArgument, NotFound, Payl
                      Unavailable, Unsupported)
 from .request import InferenceRequest, RequestedOutput
 from .server import DEFAULT_MODEL_REPOSITORY, InferenceServer, ServerThread, serve
+from .trace import TraceSettings, parse_trace_config
 
 __all__ = ["plan_batch", "BatchDecision", "DynamicBatcher", "ModelConfig", "load_config", "config_from_text",
            "config_from_dict", "parse_pbtxt", "InferenceRequest", "RequestedOutput", "InferenceServer",
            "ServerThread", "serve", "DEFAULT_MODEL_REPOSITORY", "ServingError", "ConfigError",
-           "InvalidArgument", "NotFound", "PayloadTooLarge", "Unavailable", "Unsupported", "InternalError"]
+           "InvalidArgument", "NotFound", "PayloadTooLarge", "Unavailable", "Unsupported", "InternalError",
+           "TraceSettings", "parse_trace_config"]

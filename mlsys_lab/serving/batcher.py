@@ -204,6 +204,8 @@ class Scheduler:
         if self._stopping:
             raise Unavailable(f"model '{self.model.name}' is unloading; request rejected")
         future = asyncio.get_running_loop().create_future()
+        if request.trace is not None:
+            request.trace.stamp("QUEUE_START")
         self._enqueue(request, future)
         self._event.set()
         return await future

@@ -134,11 +134,16 @@ class EnsembleScheduler:
             outputs=[RequestedOutput(o) for o in step["output_map"]], id=request.id,
             priority=request.priority, timeout_us=request.timeout_us, sequence_id=request.sequence_id,
             sequence_start=request.sequence_start, sequence_end=request.sequence_end)
+        if request.trace is not None:
+            sub.trace = request.trace.child(target.name, int(target.version))
         try:
             return await target.infer(sub)
         except ServingError as exc:
             raise type(exc)(f"in ensemble '{self.model.name}', step {i} (model '{target.name}'): "
                             f"{exc.message}") from None
+        finally:
+            if sub.trace is not None:
+                sub.trace.finish()
 
     async def infer(self, request: InferenceRequest) -> dict:
         self._inflight += 1

@@ -14,6 +14,7 @@ path                                  verb  answer
 ``/v2/models/{m}/stats``              GET   statistics (``/v2/models/stats``: every model)
 ``/v2/models/{m}/infer``              POST  inference, JSON or binary tensors (:mod:`.protocol`)
 ``/v2/repository/index``              POST  every model with its state
+``/v2/trace/setting``                 GET   trace settings (POST: change them); also per model (:mod:`.trace`)
 ``/metrics``                          GET   Prometheus metrics (:mod:`.metrics`)
 ====================================  ====  ======================================================
 
@@ -48,7 +49,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from .errors import PayloadTooLarge, ServingError
+from .errors import InvalidArgument, PayloadTooLarge, ServingError
 from .protocol import HEADER_LENGTH, decode_infer_request, encode_infer_response, parse_header_length
 
 __all__ = ["Route", "ROUTES", "make_handler", "start_http", "stop_http", "DEFAULT_MAX_BODY_SIZE"]
@@ -90,11 +91,15 @@ ROUTES: list[Route] = [
     Route("GET", "/v2", "server_metadata"),
     Route("GET", "/v2/models/stats", "all_stats"),
     Route("POST", "/v2/repository/index", "repository_index"),
+    Route("GET", "/v2/trace/setting", "trace_settings"),
+    Route("POST", "/v2/trace/setting", "update_trace_settings"),
     Route("GET", "/metrics", "metrics"),
     *_model_routes("GET", "", "model_metadata"),
     *_model_routes("GET", "/ready", "model_ready"),
     *_model_routes("GET", "/config", "model_config"),
     *_model_routes("GET", "/stats", "model_stats"),
+    Route("GET", _MODEL + "/trace/setting", "trace_settings"),
+    Route("POST", _MODEL + "/trace/setting", "update_trace_settings"),
 ]
 
 
@@ -123,28 +128,59 @@ def make_handler(server, max_body_size: int = DEFAULT_MAX_BODY_SIZE) -> Callable
         arrival = time.monotonic_ns()
         name, version = args["model"], args["version"]
         mv = server.model_version(name, version)
+        trace = tracer.sample(mv.name, int(mv.version))
+        if trace is None:
+            return await run_inference(request, mv, version, arrival, None)
+        trace.stamp("HTTP_RECV_START", arrival)
+        try:
+            response = await run_inference(request, mv, version, arrival, trace)
+            # Written here rather than by aiohttp after we return, to time the send.
+            trace.stamp("HTTP_SEND_START")
+            await response.prepare(request)
+            await response.write_eof()
+            trace.stamp("HTTP_SEND_END")
+            return response
+        finally:
+            trace.finish()
+
+    async def run_inference(request, mv, version, arrival, trace):
         try:
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise PayloadTooLarge(f"request body is larger than the server's limit of {max_body_size} "
                                       "bytes") from None
+            if trace is not None:
+                trace.stamp("HTTP_RECV_END")
             header_length = parse_header_length(request.headers.get(HEADER_LENGTH), len(body))
-            req = decode_infer_request(body, header_length, name, version)
+            req = decode_infer_request(body, header_length, mv.name, version)
         except ServingError:
             mv.record_invalid(arrival)
             raise
         req.arrival_ns = arrival
+        req.trace = trace
+        if trace is not None:
+            trace.request_id = req.id
         outputs = await mv.infer(req)
         payload, headers = encode_infer_response(mv.config, req, outputs, mv.version)
         return web.Response(body=payload, headers=headers)
+
+    async def update_trace_settings(request, args):
+        try:
+            changes = json.loads(await request.read() or b"{}")
+        except ValueError as exc:
+            raise InvalidArgument(f"failed to parse the trace settings JSON: {exc}") from None
+        return _json(server.update_trace_settings(changes, args.get("model")))
 
     def metrics(request, args):
         return web.Response(body=server.metrics_text().encode(),
                             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
+    tracer = server.tracer
     endpoints: dict[str, Endpoint] = {
         "infer": infer,
+        "update_trace_settings": update_trace_settings,
+        "trace_settings": lambda request, args: _json(server.trace_settings(args.get("model"))),
         "metrics": metrics,
         "live": lambda request, args: _status(server.live),
         "ready": lambda request, args: _status(server.ready),

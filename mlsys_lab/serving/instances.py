@@ -121,6 +121,11 @@ class ModelInstance:
         else:
             results = [checked]
         t3 = time.monotonic_ns()
+        for r in requests:
+            if r.trace is not None:
+                for name, ns in (("COMPUTE_START", t0), ("COMPUTE_INPUT_END", t1), ("COMPUTE_OUTPUT_START", t2),
+                                 ("COMPUTE_END", t3)):
+                    r.trace.stamp(name, ns)
         return results, BatchTimings(t1 - t0, t2 - t1, t3 - t2)
 
     def _check_output(self, outputs, name, dtype, reshape, dims, total):

@@ -141,6 +141,9 @@ class ModelVersion:
 
     async def infer(self, request: InferenceRequest) -> dict:
         """Validate ``request`` against the config, schedule it, return every output of the model."""
+        trace = request.trace
+        if trace is not None:
+            trace.stamp("REQUEST_START")
         if self.state != READY:
             raise Unavailable(f"model '{self.name}' version {self.version} is not ready ({self.state.lower()}"
                               + (f": {self.reason}" if self.reason else "") + ")")
@@ -149,7 +152,11 @@ class ModelVersion:
         except InvalidArgument:
             self.record_invalid(request)
             raise
-        return await self.scheduler.infer(request)
+        try:
+            return await self.scheduler.infer(request)
+        finally:
+            if trace is not None:
+                trace.stamp("REQUEST_END")
 
     def record_invalid(self, request_or_arrival) -> None:
         """Count a request rejected before it reached the scheduler (reason OTHER)."""

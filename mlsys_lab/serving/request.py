@@ -55,6 +55,8 @@ class InferenceRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 0
     arrival_ns: int = field(default_factory=time.monotonic_ns)
+    #: The request's :class:`~.trace.Trace` when it is traced, else None.
+    trace: Any = field(default=None, repr=False)
 
     def shape_key(self) -> tuple:
         """What must be equal for two requests to share a batch: every input's non-batch shape."""

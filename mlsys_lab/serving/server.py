@@ -51,6 +51,7 @@ from .metrics import render_metrics
 from .rate_limiter import RateLimiter
 from .repository import READY, UNAVAILABLE, ModelVersion, scan_repository, select_versions
 from .request import InferenceRequest
+from .trace import TraceManager, TraceSettings
 
 __all__ = ["InferenceServer", "ServerThread", "serve", "DEFAULT_MODEL_REPOSITORY", "SERVER_NAME",
            "EXTENSIONS", "SERVE_GIL_SWITCH_INTERVAL", "EVENT_LOOPS", "event_loop_factory"]
@@ -64,7 +65,7 @@ SERVER_NAME = "mlsys_lab"
 #: The GIL switch interval :func:`serve` runs with (seconds; Python's default is 0.005).
 SERVE_GIL_SWITCH_INTERVAL = 0.0002
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "sequence", "schedule_policy",
-              "parameters"]
+              "parameters", "trace"]
 
 
 #: Values of ``event_loop`` (see the module docstring).
@@ -116,12 +117,13 @@ class InferenceServer:
     ``models``: load only these (plus the models their ensembles use); ``None`` loads all.
     ``rate_limit``: ``"off"`` or ``"execution_count"``; ``rate_limit_resources``: ``{name: count}``.
     ``gil_switch_interval``: the interpreter's switch interval while the server runs (seconds; None
-    leaves it alone), see the module docstring.
+    leaves it alone), see the module docstring. ``trace_settings``: the global request-tracing
+    settings at start (:mod:`.trace`; off by default), ``tracer`` collects the traces.
     """
 
     def __init__(self, model_repository: str | Path | None = None, *, models: list[str] | None = None,
                  rate_limit: str = "off", rate_limit_resources: dict[str, int] | None = None,
-                 gil_switch_interval: float | None = None):
+                 gil_switch_interval: float | None = None, trace_settings: TraceSettings | None = None):
         self.repository = Path(model_repository) if model_repository is not None else DEFAULT_MODEL_REPOSITORY
         self.requested_models = list(models) if models is not None else None
         self.rate_limiter = RateLimiter(rate_limit, rate_limit_resources)
@@ -131,6 +133,7 @@ class InferenceServer:
         self.version = _version()
         self.gil_switch_interval = gil_switch_interval
         self._saved_switch_interval: float | None = None
+        self.tracer = TraceManager(trace_settings)
 
     # ------------------------------------------------------------------ loading
     async def start(self) -> None:
@@ -223,6 +226,7 @@ class InferenceServer:
                                    if bool(e.config and e.config.is_ensemble) == ensembles_first
                                    for mv in e.versions.values()))
         self.live = False
+        self.tracer.flush()
         if self._saved_switch_interval is not None:
             sys.setswitchinterval(self._saved_switch_interval)
             self._saved_switch_interval = None
@@ -244,6 +248,18 @@ class InferenceServer:
         if entry is None:
             raise NotFound(f"Request for unknown model: '{name}' is not found")
         return entry
+
+    def trace_settings(self, model: str | None = None) -> dict:
+        """The trace settings in force (globally, or for ``model``), in Triton's JSON form."""
+        if model is not None:
+            self._entry(model)
+        return self.tracer.settings_for(model).to_json()
+
+    def update_trace_settings(self, changes, model: str | None = None) -> dict:
+        """Apply a trace-setting request (Triton's trace extension); returns the settings now in force."""
+        if model is not None:
+            self._entry(model)
+        return self.tracer.update(changes, model).to_json()
 
     def model_version(self, name: str, version: str = "") -> ModelVersion:
         """The version that serves requests for ``name`` (``version`` "" = the highest ready one)."""
@@ -427,22 +443,24 @@ def serve(model_repository: str | Path | None = None, *, host: str = "127.0.0.1"
           models: list[str] | None = None, rate_limit: str = "off",
           rate_limit_resources: dict[str, int] | None = None, max_body_size: int | None = None,
           exit_on_error: bool = True, echo=print,
-          gil_switch_interval: float | None = SERVE_GIL_SWITCH_INTERVAL, event_loop: str = "auto") -> int:
+          gil_switch_interval: float | None = SERVE_GIL_SWITCH_INTERVAL, event_loop: str = "auto",
+          trace_settings: TraceSettings | None = None) -> int:
     """Run the server until SIGINT or SIGTERM (blocking); returns an exit status.
 
     ``echo`` receives the human-readable log lines (the model table, the address, shutdown);
-    ``event_loop`` picks the loop (module docstring)."""
+    ``event_loop`` picks the loop (module docstring); ``trace_settings`` turns on request tracing."""
     with asyncio.Runner(loop_factory=event_loop_factory(event_loop)) as runner:
         return runner.run(_serve_main(model_repository, host, port, models, rate_limit, rate_limit_resources,
-                                      max_body_size, exit_on_error, echo, gil_switch_interval))
+                                      max_body_size, exit_on_error, echo, gil_switch_interval, trace_settings))
 
 
 async def _serve_main(model_repository, host, port, models, rate_limit, resources, max_body_size,
-                      exit_on_error, echo, gil_switch_interval) -> int:
+                      exit_on_error, echo, gil_switch_interval, trace_settings) -> int:
     from .http import DEFAULT_MAX_BODY_SIZE, start_http, stop_http
 
     server = InferenceServer(model_repository, models=models, rate_limit=rate_limit,
-                             rate_limit_resources=resources, gil_switch_interval=gil_switch_interval)
+                             rate_limit_resources=resources, gil_switch_interval=gil_switch_interval,
+                             trace_settings=trace_settings)
     echo(f"loading model repository {server.repository}")
     await server.start()
     echo(server.model_table())
