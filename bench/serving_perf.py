@@ -28,7 +28,11 @@ perf_analyzer is a separate process, everything on 127.0.0.1):
    - batching speed-up: throughput on / off, target >= 4x;
    - HTTP path efficiency: throughput on / in-process throughput at the same batch size, >= 70%;
    - tail latency: p99 / (queue delay + 2 x compute time of the batch), target <= 1.
-5. **HTTP overhead** on the small ``digits_mlp`` (64-128-10): requests/s at concurrency 1 and 16, on
+5. **Traces**: ``on, tuned`` at concurrency 16 once more with every request traced (the server's
+   Triton-style trace extension): the median phases of the batching cycle (execution; the round trip
+   between two batches: responses out, requests in, dispatch) and the timestamps of a few consecutive
+   batches for the book's timeline.
+6. **HTTP overhead** on the small ``digits_mlp`` (64-128-10): requests/s at concurrency 1 and 16, on
    the server's event loop (uvloop by default) and, alternately, on the other (asyncio's own).
 
 With every measurement the script records the load: the 1-minute load average and the CPU time that
@@ -67,8 +71,17 @@ sys.path.insert(0, str(ROOT))
 
 from mlsys_lab.serving.server import SERVE_GIL_SWITCH_INTERVAL, ServerThread  # noqa: E402
 from mlsys_lab.serving.testing import copy_example_models, write_model  # noqa: E402
+from mlsys_lab.serving.trace import TIMESTAMP_NAMES  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+TRACE_NAMES = TIMESTAMP_NAMES
+TRACE_PHASES = {
+    "compute": "execution of a batch (COMPUTE_START to COMPUTE_END)",
+    "gap": "from one batch's end to the next one's start: the round trip",
+    "respond": "... of which: until the last response is sent (HTTP_SEND_END)",
+    "arrive": "... until the last new request arrives (HTTP_RECV_START)",
+    "dispatch": "... from the last new request queued to the batch starting",
+}
 WIDTH = 2048
 SIZES = ",".join([str(WIDTH)] * 5)
 TUNED = "preferred_batch_size: [ 16 ] max_queue_delay_microseconds: {delay}"
@@ -265,6 +278,42 @@ class Bench:
         return {"batch": batch, "median_ms": med * 1e3, "p10_ms": float(np.percentile(times, 10)) * 1e3,
                 "p90_ms": float(np.percentile(times, 90)) * 1e3, "throughput": batch / med, "n": len(times),
                 "load": {**load.as_dict(), "waited_s": round(waited, 1)}}
+
+
+    # ------------------------------------------------------------------------------------ traces
+    def traced_cycles(self, model: str, concurrency: int, keep: int = 4) -> dict:
+        """One measurement with every request of ``model`` traced: the phases of the batching cycle
+        (medians over all cycles) and the timestamps of ``keep`` consecutive batches, for plots."""
+        server = self.srv.server
+        start = len(server.tracer.collected)
+        server.update_trace_settings({"trace_level": ["TIMESTAMPS"], "trace_rate": "1"}, model)
+        try:
+            res = self.perf(model, concurrency)
+        finally:
+            server.update_trace_settings({}, model)
+        traces = [t for t in list(server.tracer.collected)[start:]
+                  if t.model_name == model and len(t.timestamps) == len(TRACE_NAMES)]
+        batches: dict[int, list] = {}
+        for t in traces:
+            batches.setdefault(t.ns("COMPUTE_START"), []).append(t)
+        ordered = [sorted(batches[k], key=lambda t: t.ns("HTTP_RECV_START")) for k in sorted(batches)]
+        phases: dict[str, list[float]] = {k: [] for k in TRACE_PHASES}
+        for prev, cur in zip(ordered, ordered[1:]):
+            end = prev[0].ns("COMPUTE_END")
+            phases["compute"].append(cur[0].ns("COMPUTE_END") - cur[0].ns("COMPUTE_START"))
+            phases["gap"].append(cur[0].ns("COMPUTE_START") - end)
+            phases["respond"].append(max(t.ns("HTTP_SEND_END") for t in prev) - end)
+            phases["arrive"].append(max(t.ns("HTTP_RECV_START") for t in cur) - end)
+            phases["dispatch"].append(cur[0].ns("COMPUTE_START") - max(t.ns("QUEUE_START") for t in cur))
+        summary = {k: {"median": float(np.median(v)) / 1e6, "p10": float(np.percentile(v, 10)) / 1e6,
+                       "p90": float(np.percentile(v, 90)) / 1e6} for k, v in phases.items()}
+        middle = max(0, len(ordered) // 2 - keep // 2)
+        sample = ordered[middle:middle + keep]
+        origin = sample[0][0].ns("COMPUTE_START") if sample else 0
+        cycles = [[{name: (ns - origin) / 1e6 for name, ns in t.timestamps} for t in batch] for batch in sample]
+        return {"throughput": res["throughput"], "batches": len(ordered),
+                "median_batch": float(np.median([len(b) for b in ordered])) if ordered else float("nan"),
+                "phases_ms": summary, "cycles_ms": cycles, "load": res["load"]}
 
 
 # ----------------------------------------------------------------------------------------- reports
@@ -517,8 +566,26 @@ def main(argv=None) -> int:
             f"{med_range(extra, '.0%')} | | |")
         say()
 
-        # ---- 5. digits
-        say(f"## {5 if knobs else 4}. HTTP overhead: digits_mlp (64-128-10), requests/s")
+        # ---- 5. one cycle, traced
+        section = 5 if knobs else 4
+        say(f"## {section}. Where a cycle goes: request traces at concurrency {check_c}")
+        say()
+        out["trace"] = bench.traced_cycles("mlp_on", check_c)
+        tr = out["trace"]
+        say(f"`on, tuned` once more with every request traced (Triton's trace extension, level TIMESTAMPS): "
+            f"{tr['throughput']:.0f} infer/s while tracing, {tr['batches']} batches of "
+            f"{tr['median_batch']:.0f}. Median per cycle, from the end of one batch's execution "
+            f"(`COMPUTE_END`) to the start of the next (`COMPUTE_START`):")
+        say()
+        say("| phase | ms, median | p10 to p90 |")
+        say("|---|---:|---:|")
+        for key, label in TRACE_PHASES.items():
+            v = tr["phases_ms"][key]
+            say(f"| {label} | {v['median']:.2f} | {v['p10']:.2f} to {v['p90']:.2f} |")
+        say()
+
+        # ---- 6. digits
+        say(f"## {section + 1}. HTTP overhead: digits_mlp (64-128-10), requests/s")
         say()
         say("The model computes in microseconds, so this is the cost of the HTTP path itself: the "
             f"server as above (`{loop_name}` event loop) and, for comparison, the same server on "
