@@ -179,3 +179,22 @@ def test_worker_threads_stop_when_the_plan_is_dropped():
     for t in workers:
         t.join(timeout=5)
     assert not any(t.is_alive() for t in workers)
+
+
+def test_profile_summaries_use_one_statistic_medians_over_runs():
+    """Wall time, busy time and parallelism are all medians over runs (a slow outlier run moves none)."""
+    from types import SimpleNamespace
+
+    from mlsys_lab.runtime.profiler import Profile
+
+    step = SimpleNamespace(name="n0", op="add", kernel=SimpleNamespace(name="numpy_add"))
+    plan = SimpleNamespace(steps=[step, step])
+    ms = 1_000_000
+    # Three runs of two steps on two threads; the last run is a slow outlier.
+    raw = [[(0, 0, 0, 4 * ms, 0, 1), (1, 1, 0, 4 * ms, 2, 3)],
+           [(0, 0, 0, 6 * ms, 0, 1), (1, 1, 0, 6 * ms, 2, 3)],
+           [(0, 0, 0, 50 * ms, 0, 1), (1, 1, 0, 50 * ms, 2, 3)]]
+    prof = Profile.from_raw(plan, raw, [5 * ms, 6 * ms, 100 * ms], "parallel")
+    assert prof.wall_ms == 6.0 and prof.busy_ms == 12.0
+    assert prof.parallelism == pytest.approx(1.6)       # per run: 8/5, 12/6, 100/100 -> median 1.6
+    assert "medians over runs: wall 6.000 ms, busy 12.000 ms, parallelism 1.60" in prof.table()

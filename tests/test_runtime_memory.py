@@ -266,3 +266,20 @@ def test_plot_memory_draws_every_buffer(mlp_step):
     ax = plan.plot_memory()
     assert len(ax.patches) == sum(1 for b in plan.memory.buffers if b.nbytes)
     plt.close("all")
+
+
+def test_plot_memory_draws_in_the_unit_asked_for(mlp_step):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlsys_lab.runtime.memory import plot_memory
+
+    mem = compile(mlp_step).memory
+    assert plot_memory(mem).get_ylabel() == "offset (KiB)"          # the default below 4 MiB of peak
+    ax = plot_memory(mem, unit="MiB")
+    assert ax.get_ylabel() == "offset (MiB)" and ax.get_ylim()[1] == pytest.approx(mem.peak_bytes / 2**20 * 1.12)
+    with pytest.raises(ValueError, match="unit must be one of B, KiB, MiB, GiB, got 'kB'"):
+        plot_memory(mem, unit="kB")
+    plt.close("all")

@@ -49,7 +49,7 @@ import numpy as np
 
 from .lowering import Plan
 
-__all__ = ["Buffer", "MemoryPlan", "MemoryReport", "plan_memory", "plot_memory", "STRATEGIES"]
+__all__ = ["Buffer", "MemoryPlan", "MemoryReport", "plan_memory", "plot_memory", "STRATEGIES", "MEMORY_UNITS"]
 
 STRATEGIES = ("best", "greedy_by_size", "greedy_by_time", "naive")
 
@@ -427,12 +427,19 @@ def plan_memory(plan: Plan, strategy: str = "best", inplace: bool = True, parall
 # Picture
 # ----------------------------------------------------------------------------------------------------------
 
-def plot_memory(memory: MemoryPlan, ax=None, label_min_fraction: float = 0.04, title: str | None = None):
+#: Units :func:`plot_memory` can draw in, with their sizes in bytes.
+MEMORY_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def plot_memory(memory: MemoryPlan, ax=None, label_min_fraction: float = 0.04, title: str | None = None,
+                unit: str | None = None):
     """Draw the plan: one rectangle per buffer, steps across, bytes up (matplotlib ``Axes`` returned).
 
     Buffers in the arena are solid; output buffers allocated per call (stacked above the arena) are
     hatched. A dashed line marks the lower bound, a red line the planned peak. Buffers holding at least
-    ``label_min_fraction`` of the peak are labelled with the first tensor they hold.
+    ``label_min_fraction`` of the peak are labelled with the first tensor they hold. ``unit`` (one of
+    :data:`MEMORY_UNITS`) fixes the unit of the byte axis, for plans drawn side by side; by default it
+    is KiB below 4 MiB of peak and MiB above.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
@@ -442,7 +449,11 @@ def plot_memory(memory: MemoryPlan, ax=None, label_min_fraction: float = 0.04, t
     n = len(memory.plan.steps)
     peak = memory.peak_bytes
     cmap = plt.get_cmap("tab20")
-    scale, unit = (1 << 10, "KiB") if peak < (1 << 22) else (1 << 20, "MiB")
+    if unit is None:
+        unit = "KiB" if peak < (1 << 22) else "MiB"
+    if unit not in MEMORY_UNITS:
+        raise ValueError(f"unit must be one of {', '.join(MEMORY_UNITS)}, got {unit!r}")
+    scale = MEMORY_UNITS[unit]
     for b in memory.buffers:
         if not b.nbytes:
             continue

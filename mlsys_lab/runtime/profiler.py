@@ -84,16 +84,25 @@ class Profile:
         w = sorted(self.wall_ns)
         return w[len(w) // 2] / 1e6 if w else 0.0
 
+    def _busy_ns_per_run(self) -> list[int]:
+        busy = [0] * self.runs
+        for e in self.events:
+            busy[e.run] += e.duration_ns
+        return busy
+
     @property
     def busy_ms(self) -> float:
-        """Total kernel time per run (summed over threads), in milliseconds."""
-        return sum(e.duration_ns for e in self.events) / max(self.runs, 1) / 1e6
+        """Median over runs of the kernel time of a run (summed over threads), in milliseconds: the
+        same statistic as :attr:`wall_ms`, so that the two compare."""
+        busy = sorted(self._busy_ns_per_run())
+        return busy[len(busy) // 2] / 1e6 if busy else 0.0
 
     @property
     def parallelism(self) -> float:
-        """Average number of kernels running at once: busy time / wall time."""
-        wall = sum(self.wall_ns)
-        return sum(e.duration_ns for e in self.events) / wall if wall else 0.0
+        """Kernels running at once, on average over a run: busy time / wall time of each run, the
+        median over runs."""
+        ratios = sorted(b / w for b, w in zip(self._busy_ns_per_run(), self.wall_ns) if w)
+        return ratios[len(ratios) // 2] if ratios else 0.0
 
     def by_op(self) -> list:
         """Rows ``{"op", "calls", "total_ms", "mean_us", "share"}`` per op (per run), largest total first."""
@@ -124,7 +133,7 @@ class Profile:
         for r in rows:
             lines.append(f"{r['op']:<22}{r['calls']:>6}{r['total_ms']:>11.3f}{r['mean_us']:>11.1f}"
                          f"{r['share']:>8.1%}")
-        lines.append(f"{self.executor} executor, {self.runs} run(s): wall {self.wall_ms:.3f} ms (median), "
+        lines.append(f"{self.executor} executor, {self.runs} run(s), medians over runs: wall {self.wall_ms:.3f} ms, "
                      f"busy {self.busy_ms:.3f} ms, parallelism {self.parallelism:.2f}")
         return "\n".join(lines)
 
