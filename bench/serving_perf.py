@@ -74,7 +74,6 @@ from mlsys_lab.serving.testing import copy_example_models, write_model  # noqa: 
 from mlsys_lab.serving.trace import TIMESTAMP_NAMES  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-TRACE_NAMES = TIMESTAMP_NAMES
 TRACE_PHASES = {
     "compute": "execution of a batch (COMPUTE_START to COMPUTE_END)",
     "gap": "from one batch's end to the next one's start: the round trip",
@@ -292,7 +291,7 @@ class Bench:
         finally:
             server.update_trace_settings({}, model)
         traces = [t for t in list(server.tracer.collected)[start:]
-                  if t.model_name == model and len(t.timestamps) == len(TRACE_NAMES)]
+                  if t.model_name == model and len(t.timestamps) == len(TIMESTAMP_NAMES)]
         batches: dict[int, list] = {}
         for t in traces:
             batches.setdefault(t.ns("COMPUTE_START"), []).append(t)

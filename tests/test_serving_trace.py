@@ -168,7 +168,7 @@ def test_trace_config_errors_name_the_item(items, message):
         parse_trace_config(items)
 
 
-def test_tracing_off_by_default_costs_nothing_and_collects_nothing(repo):
+def test_tracing_is_off_by_default_and_collects_nothing(repo):
     with ServerThread(repo, port=0) as srv:
         infer_probe(srv.url)
         assert not srv.server.tracer.collected
