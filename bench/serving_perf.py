@@ -532,7 +532,7 @@ def main(argv=None) -> int:
             loads = [g["load"]["other_cores"] for g in got.values()]
             say(f"| {i + 1} | {got['off']['throughput']:.0f} | {got['on']['throughput']:.0f} | "
                 f"{got['on']['avg_batch']:.1f} | {inproc['throughput']:.0f} | {got['on']['p99_ms']:.1f} | "
-                f"{bound:.1f} | {rd['speedup']:.2f}x | {rd['http_vs_inprocess']:.0%} | {rd['p99_vs_bound']:.2f} | "
+                f"{bound:.1f} | {rd['speedup']:.2f}x | {rd['http_vs_inprocess']:.1%} | {rd['p99_vs_bound']:.2f} | "
                 f"{got['on2']['throughput']:.0f} ({got['on2']['avg_batch']:.1f}), "
                 f"{rd[f'http_vs_inprocess_c{2 * check_c}']:.0%} | "
                 f"{min(loads):.2f} to {max(loads):.2f} |")
@@ -554,7 +554,7 @@ def main(argv=None) -> int:
             out["checks"][key] = {"values": vals, "median": med, "min": min(vals), "max": max(vals),
                                   "target": target, "op": op, "pass": ok,
                                   "all_rounds_pass": all((v >= target) if op == ">=" else (v <= target) for v in vals)}
-            fmt = ".0%" if key == "http_vs_inprocess" else ".2f"
+            fmt = ".1%" if key == "http_vs_inprocess" else ".2f"
             say(f"| {names[key]} | {med_range(vals, fmt)} | {op} {format(target, fmt)} | "
                 f"{'PASS' if ok else 'FAIL'} |")
         out["rounds"] = rounds

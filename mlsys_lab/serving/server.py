@@ -29,7 +29,8 @@ The event loop: ``event_loop="auto"`` (the default of :func:`serve` and :class:`
 the server on uvloop, libuv's event loop for asyncio, when it is installed, else on asyncio's own;
 ``"asyncio"`` and ``"uvloop"`` choose. Everything the front end does between two batches is
 event-loop work (read, parse, answer), so a cheaper loop is throughput: on ``digits_mlp`` at 16
-clients uvloop answers about 13% more requests per second (``bench/serving_perf.py``).
+clients uvloop answered 5 to 11% more requests per second than asyncio's loop in three runs of
+``bench/serving_perf.py``, each measuring the two alternately.
 
 Readiness (``/v2/health/ready``) is Triton's *strict* readiness: the server is ready when every model
 it was asked to load is ready. A model that fails to load is reported UNAVAILABLE with the reason;
