@@ -27,12 +27,16 @@ def repo(tmp_path):
     copy_example_models(tmp_path, ["digits_mlp", "digits_preprocess", "digits_ensemble"])
     write_model(tmp_path, "probe", probe_config(max_batch_size=8, delay_ms=30,
                                                 dynamic_batching="max_queue_delay_microseconds: 20000"), PROBE_MODEL)
+    # Waits up to 2 s for a batch of exactly 4, so that four concurrent requests share one batch
+    # however slowly a busy machine delivers them.
+    write_model(tmp_path, "probe4", probe_config("probe4", max_batch_size=8, delay_ms=30, dynamic_batching=(
+        "preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 2000000")), PROBE_MODEL)
     return tmp_path
 
 
-def infer_probe(url, value=1.0):
+def infer_probe(url, value=1.0, model="probe"):
     body = {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 1], "data": [value]}]}
-    r = requests.post(f"http://{url}/v2/models/probe/infer", json=body, timeout=30)
+    r = requests.post(f"http://{url}/v2/models/{model}/infer", json=body, timeout=30)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -95,15 +99,15 @@ def test_timestamps_come_in_order_and_a_batch_shares_its_compute(repo):
     settings = TraceSettings(trace_level=("TIMESTAMPS",), trace_rate=1)
     with ServerThread(repo, port=0, trace_settings=settings) as srv:
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda v: infer_probe(srv.url, v), [1.0, 2.0, 3.0, 4.0]))
+            list(pool.map(lambda v: infer_probe(srv.url, v, "probe4"), [1.0, 2.0, 3.0, 4.0]))
         traces = list(srv.server.tracer.collected)
     assert len(traces) == 4
     for t in traces:
         assert [n for n, _ in t.timestamps] == list(TIMESTAMP_NAMES)
         ns = [v for _, v in t.timestamps]
         assert ns == sorted(ns), t.timestamps
-        assert (t.model_name, t.model_version) == ("probe", 1)
-    # The 30 ms model and the 20 ms queue delay put the four concurrent requests in one batch.
+        assert (t.model_name, t.model_version) == ("probe4", 1)
+    # The four concurrent requests form one batch of the preferred size: one set of compute stamps.
     assert len({t.ns("COMPUTE_START") for t in traces}) == 1
     assert len({t.ns("COMPUTE_END") for t in traces}) == 1
     assert traces[0].ns("COMPUTE_END") - traces[0].ns("COMPUTE_START") >= 30e6
