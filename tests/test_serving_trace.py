@@ -157,6 +157,11 @@ def test_traces_go_to_files_as_triton_writes_them(repo, tmp_path):
         assert not single.exists()                    # log_frequency 0: only when the server stops
     assert len(json.loads(single.read_text())) == 2 * 2
 
+    empty = tmp_path / "empty.json"
+    with ServerThread(repo, port=0, trace_settings=parse_trace_config([f"triton,file={empty}"])):
+        pass
+    assert json.loads(empty.read_text()) == []        # tracing was off: an empty list, not no file
+
 
 @pytest.mark.parametrize("items, message", [
     (["rate=0"], "'trace_rate' must be an integer >= 1"),

@@ -34,7 +34,8 @@ a client of the HTTP API should not choose where the server writes files.
 Output (Triton's JSON schema): for each trace an object ``{"id", "model_name", "model_version",
 "request_id"[, "parent_id"]}`` followed by ``{"id", "timestamps": [{"name", "ns"}, ...]}``. With
 ``log_frequency`` n > 0 every n traces go to ``<trace_file>.0``, ``<trace_file>.1``, ...; what is left
-when the server stops goes to the next such file (or to ``<trace_file>`` itself when n is 0).
+when the server stops goes to the next such file (or to ``<trace_file>`` itself when n is 0: then
+the file is written even when it holds no trace).
 :attr:`TraceManager.collected` keeps every finished trace in memory as well (the last
 :data:`MAX_KEPT` of them), for notebooks and tests.
 """
@@ -292,8 +293,11 @@ class TraceManager:
             self._write(settings, numbered=True)
 
     def flush(self) -> None:
-        """Write the traces not yet written (called when the server stops)."""
-        if self._unwritten and self.settings.trace_file:
+        """Write the traces not yet written (called when the server stops). With ``log_frequency``
+        0 the file is written even if it holds no trace, so that it always says the server ran."""
+        if not self.settings.trace_file:
+            return
+        if self._unwritten or not self.settings.log_frequency:
             self._write(self.settings, numbered=bool(self.settings.log_frequency))
 
     def _write(self, settings: TraceSettings, numbered: bool) -> None:
