@@ -69,7 +69,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlsys_lab.serving.server import SERVE_GIL_SWITCH_INTERVAL, ServerThread  # noqa: E402
+from mlsys_lab.serving.server import EVENT_LOOPS, SERVE_GIL_SWITCH_INTERVAL, ServerThread  # noqa: E402
 from mlsys_lab.serving.testing import copy_example_models, write_model  # noqa: E402
 from mlsys_lab.serving.trace import TIMESTAMP_NAMES  # noqa: E402
 
@@ -341,7 +341,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="BLAS threads (0: OpenBLAS's own choice)")
     p.add_argument("--gil-switch-interval-us", type=float, default=SERVE_GIL_SWITCH_INTERVAL * 1e6,
                    help="the server's GIL switch interval (default: what `serve` uses)")
-    p.add_argument("--event-loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+    p.add_argument("--event-loop", choices=EVENT_LOOPS, default="auto",
                    help="the server's event loop (default auto, as `serve`)")
     p.add_argument("--quiet", type=float, default=0.25,
                    help="before each measurement wait until other processes use fewer cores than this")
