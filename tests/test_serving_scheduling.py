@@ -133,6 +133,54 @@ def test_requests_arriving_while_the_instance_is_busy_form_one_batch(tmp_path):
     assert run_server(tmp_path, body) == {1: 1, 5: 1}
 
 
+STARTS_MODEL = """
+import time
+
+import numpy as np
+
+
+class Model:
+    def execute(self, inputs):
+        start = time.monotonic()
+        time.sleep(0.1)
+        return {"START": np.full((len(inputs["X"]), 1), start)}
+"""
+
+
+def test_the_next_batch_starts_while_the_previous_batch_is_being_answered(tmp_path):
+    # Batch A (4 requests) executes while batch B queues. When A ends, each of its 4 callers takes
+    # 30 ms to handle its answer on the event loop (as writing a response does, in smaller measure).
+    # B must be handed to the instance before those callers run, not queued behind them.
+    write_model(tmp_path, "starts", """
+name: "starts"
+backend: "numpy"
+max_batch_size: 4
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+output [ { name: "START" data_type: TYPE_FP64 dims: [ 1 ] } ]
+dynamic_batching { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 2000000 }
+""", STARTS_MODEL)
+
+    async def body(server):
+        answered = []
+
+        async def call(handling_s):
+            result = await server.infer(InferenceRequest("starts", {"X": np.zeros((1, 1), np.float32)}))
+            time.sleep(handling_s)        # blocks the event loop, like a slow response
+            answered.append(time.monotonic())
+            return result["START"][0, 0]
+
+        batch_a = [asyncio.ensure_future(call(0.03)) for _ in range(4)]
+        await asyncio.sleep(0.03)          # A is executing
+        batch_b = [asyncio.ensure_future(call(0.0)) for _ in range(4)]
+        starts_a, starts_b = await asyncio.gather(asyncio.gather(*batch_a), asyncio.gather(*batch_b))
+        return starts_a, starts_b, sorted(answered)[3], batch_sizes(server, "starts")
+
+    starts_a, starts_b, a_answered, sizes = run_server(tmp_path, body)
+    assert sizes == {4: 2} and len(set(starts_a)) == 1 and len(set(starts_b)) == 1
+    assert starts_b[0] >= starts_a[0] + 0.1          # one instance: B after A
+    assert starts_b[0] < a_answered                  # ... but while A's answers were still being handled
+
+
 def test_default_scheduler_without_dynamic_batching_runs_requests_one_by_one(tmp_path):
     write_model(tmp_path, "probe", probe_config(dynamic_batching=None, delay_ms=20), PROBE_MODEL)
 

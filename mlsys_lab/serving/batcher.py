@@ -242,20 +242,34 @@ class Scheduler:
             if not entries:
                 self.rate_limiter.release(instance)
                 continue
-            seq = next(self._batch_seq)
-            task = asyncio.get_running_loop().create_task(self._execute(instance, entries, seq))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self._submit(instance, entries, next(self._batch_seq))
 
-    async def _execute(self, instance, entries: list[_Entry], seq: int) -> None:
+    def _submit(self, instance, entries: list[_Entry], seq: int) -> None:
+        """Hand the batch to the instance's thread now, and answer its requests when it is done.
+
+        The hand-off happens here, synchronously, rather than in the task that waits for the result:
+        a new task runs only after the callbacks already queued on the loop, and when a batch ends
+        those are its requests' responses (~0.1 ms each). Submitting first lets the next batch
+        execute while the previous one's responses are being written.
+        """
         loop = asyncio.get_running_loop()
         dispatch_ns = time.monotonic_ns()
-        results = timings = error = None
         try:
             extra_inputs, extra_outputs = self._batch_extras(entries)
-            results, timings = await loop.run_in_executor(
-                instance.executor, instance.execute_batch, [e.request for e in entries], extra_inputs,
-                extra_outputs)
+            execution = loop.run_in_executor(instance.executor, instance.execute_batch,
+                                             [e.request for e in entries], extra_inputs, extra_outputs)
+        except Exception as exc:   # answered by _finish, like a batch whose execution failed
+            execution = loop.create_future()
+            execution.set_exception(exc)
+        task = loop.create_task(self._finish(instance, entries, seq, execution, dispatch_ns))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _finish(self, instance, entries: list[_Entry], seq: int, execution: asyncio.Future,
+                      dispatch_ns: int) -> None:
+        results = timings = error = None
+        try:
+            results, timings = await execution
         except ServingError as exc:
             error = exc
         except Exception as exc:   # a bug in the scheduler itself must not lose the requests
